@@ -1,0 +1,291 @@
+"""RabbitMQ through aio-pika: robust connection, confirms, mandatory publishes, manual acks.
+
+The first connect is retried with jittered backoff for a bounded time (tenacity), then fails
+with :class:`BrokerUnavailable`; after that aio-pika's robust connection reconnects on its
+own and restores channels, queues and consumers. One confirm channel publishes; each
+consumer gets its own channel so its prefetch applies to it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+from yarl import URL
+
+from bridge.bus.base import Handler, Headers, OutMessage, Subscription
+from bridge.errors import BrokerUnavailable, ConfigError, PublishFailed
+
+log = logging.getLogger(__name__)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    try:
+        u = URL(url)
+    except (ValueError, TypeError):
+        return "<unparseable AMQP_URL>"
+    return str(u.with_password("***")) if u.password else str(u)
+
+
+def _retryable(exc: BaseException) -> bool:
+    # Wrong credentials will not fix themselves; everything else at connect time may.
+    if isinstance(exc, aiormq.exceptions.AuthenticationError | aiormq.ProbableAuthenticationError):
+        return False
+    return isinstance(exc, aio_pika.exceptions.CONNECTION_EXCEPTIONS | TimeoutError)
+
+
+class _AmqpDelivery:
+    """A :class:`bridge.bus.base.Delivery` over an aio-pika incoming message."""
+
+    __slots__ = (
+        "_msg",
+        "app_id",
+        "body",
+        "content_type",
+        "correlation_id",
+        "exchange",
+        "expiration_ms",
+        "headers",
+        "message_id",
+        "redelivered",
+        "reply_to",
+        "routing_key",
+        "timestamp",
+        "type",
+    )
+
+    def __init__(self, msg: AbstractIncomingMessage) -> None:
+        self._msg = msg
+        self.body: bytes = msg.body
+        self.exchange: str = msg.exchange or ""
+        self.routing_key: str = msg.routing_key or ""
+        self.message_id: str | None = msg.message_id
+        self.correlation_id: str | None = msg.correlation_id
+        self.reply_to: str | None = msg.reply_to
+        self.type: str | None = msg.type
+        self.headers: Headers = {
+            k: v if isinstance(v, str | int | float | bool | None) else str(v)
+            for k, v in (msg.headers or {}).items()
+        }
+        self.redelivered: bool = bool(msg.redelivered)
+        self.timestamp: datetime | None = msg.timestamp
+        exp = msg.expiration
+        # aio-pika decodes the AMQP expiration (ms text) into seconds or a timedelta.
+        if isinstance(exp, timedelta):
+            exp = exp.total_seconds()
+        self.expiration_ms: int | None = (
+            int(exp * 1000) if isinstance(exp, int | float) else None
+        )
+        self.app_id: str | None = msg.app_id
+        self.content_type: str | None = msg.content_type
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def reject(self, *, requeue: bool) -> None:
+        await self._msg.reject(requeue=requeue)
+
+
+class _AmqpSubscription:
+    def __init__(self, channel: AbstractRobustChannel, queue: Any, tag: str) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._tag = tag
+
+    async def cancel(self) -> None:
+        if self._channel.is_closed:
+            return
+        await self._queue.cancel(self._tag)
+        await self._channel.close()
+
+
+class AmqpBus:
+    """The :class:`bridge.bus.base.Bus` on RabbitMQ."""
+
+    def __init__(self, connection: AbstractRobustConnection) -> None:
+        self._conn = connection
+        self._pub: AbstractRobustChannel | None = None
+        self._decl: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._subs: list[_AmqpSubscription] = []
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str, retry_seconds: float = 30.0) -> AmqpBus:
+        """Connect, retrying with backoff for ``retry_seconds``; BrokerUnavailable after."""
+        where = redact(url)
+        attempts = 0
+        conn: AbstractRobustConnection | None = None
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "RabbitMQ at %s not reachable (attempt %d: %s); retrying",
+                where,
+                state.attempt_number,
+                exc,
+            )
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(retry_seconds),
+                wait=wait_exponential_jitter(initial=0.2, max=5.0),
+                retry=retry_if_exception(_retryable),
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    conn = await aio_pika.connect_robust(
+                        url, client_properties={"connection_name": name}, timeout=10
+                    )
+        except (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, TimeoutError, ValueError) as exc:
+            msg = (
+                f"RabbitMQ at {where} unreachable after {attempts} attempt(s)"
+                f" over {retry_seconds:g}s: {str(exc) or type(exc).__name__}"
+            )
+            raise BrokerUnavailable(msg) from exc
+        assert conn is not None
+        bus = cls(conn)
+        bus._pub = await conn.channel(publisher_confirms=True, on_return_raises=True)
+        bus._decl = await conn.channel()
+        return bus
+
+    @property
+    def _publish_channel(self) -> AbstractRobustChannel:
+        assert self._pub is not None
+        return self._pub
+
+    @property
+    def _declare_channel(self) -> AbstractRobustChannel:
+        assert self._decl is not None
+        return self._decl
+
+    async def declare_exchange(self, name: str, *, auto_delete: bool = False) -> None:
+        try:
+            await self._declare_channel.declare_exchange(
+                name, aio_pika.ExchangeType.TOPIC, durable=True, auto_delete=auto_delete
+            )
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            msg = f"exchange {name!r} exists with other settings on the broker: {exc}"
+            raise ConfigError(msg) from exc
+
+    async def declare_queue(
+        self,
+        name: str = "",
+        *,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> str:
+        try:
+            q = await self._declare_channel.declare_queue(
+                name or None,
+                durable=not exclusive,
+                exclusive=exclusive,
+                auto_delete=auto_delete,
+                arguments=dict(arguments or {}),
+            )
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            msg = (
+                f"queue {name!r} exists on the broker with other arguments ({exc});"
+                " delete it or match its settings (queue_type)"
+            )
+            raise ConfigError(msg) from exc
+        return q.name
+
+    async def bind(self, queue: str, exchange: str, routing_key: str) -> None:
+        q = await self._declare_channel.get_queue(queue, ensure=False)
+        await q.bind(exchange, routing_key)
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        if name == "":
+            return self._publish_channel.default_exchange
+        ex = self._exchanges.get(name)
+        if ex is None:
+            ex = await self._publish_channel.get_exchange(name, ensure=False)
+            self._exchanges[name] = ex
+        return ex
+
+    async def publish(
+        self, exchange: str, routing_key: str, message: OutMessage, *, mandatory: bool
+    ) -> bool:
+        ex = await self._exchange(exchange)
+        msg = aio_pika.Message(
+            message.body,
+            headers=dict(message.headers),
+            content_type=message.content_type,
+            delivery_mode=(
+                aio_pika.DeliveryMode.PERSISTENT
+                if message.persistent
+                else aio_pika.DeliveryMode.NOT_PERSISTENT
+            ),
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            expiration=(
+                message.expiration_ms / 1000 if message.expiration_ms is not None else None
+            ),
+            message_id=message.message_id,
+            timestamp=message.timestamp,
+            type=message.type,
+            app_id=message.app_id,
+        )
+        try:
+            await ex.publish(msg, routing_key, mandatory=mandatory)
+        except aiormq.exceptions.PublishError:
+            return False
+        except (
+            aiormq.exceptions.DeliveryError,
+            *aio_pika.exceptions.CONNECTION_EXCEPTIONS,
+        ) as exc:
+            text = f"publish to {exchange!r} key {routing_key!r} not confirmed: {exc!r}"
+            raise PublishFailed(text) from exc
+        return True
+
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Subscription:
+        ch: AbstractRobustChannel = await self._conn.channel()
+        await ch.set_qos(prefetch_count=prefetch)
+        q = await ch.get_queue(queue, ensure=False)
+
+        async def on_message(msg: AbstractIncomingMessage) -> None:
+            await handler(_AmqpDelivery(msg))
+
+        tag = await q.consume(on_message, no_ack=False)
+        sub = _AmqpSubscription(ch, q, tag)
+        self._subs.append(sub)
+        return sub
+
+    async def delete_queue(self, name: str) -> None:
+        await self._declare_channel.queue_delete(name)
+
+    async def delete_exchange(self, name: str) -> None:
+        await self._declare_channel.exchange_delete(name)
+
+    async def close(self) -> None:
+        for sub in self._subs:
+            try:
+                await sub.cancel()
+            except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
+                log.debug("consumer cancel during close failed: %s", exc)
+        self._subs.clear()
+        for ch in (self._pub, self._decl):
+            if ch is not None and not ch.is_closed:
+                await ch.close()
+        await self._conn.close()

@@ -1,0 +1,240 @@
+"""CommandServer: consumes an account's command queues; the ack policy lives here alone.
+
+For each delivery, in this order:
+- undecodable or invalid body -> copied to ``<ns>.dead`` with the reason in the
+  ``x-openqq-reason`` header, an error reply (code -10) to ``reply_to`` if any, then acked;
+- ``message_id`` already done -> the stored reply is sent again, nothing runs;
+  started but never finished (the bridge died mid-way) -> answered as failed, nothing runs;
+- otherwise the command runs; a retryable failure (upstream or broker briefly away) is
+  requeued once, then dead-lettered; any other failure is dead-lettered with its reason and
+  answered with an error reply. The delivery is acked only after the reply was published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from bridge.bus.base import (
+    QUEUE_HEADER,
+    REASON_HEADER,
+    Bus,
+    Delivery,
+    OutMessage,
+    Subscription,
+)
+from bridge.core.codec import decode_command, encode
+from bridge.core.commands import (
+    CODE_INVALID_COMMAND,
+    QUEUE_KINDS,
+    Command,
+    StatusReply,
+    command_name,
+    failure_reply,
+)
+from bridge.core.routing import Names
+from bridge.errors import RETRYABLE, PublishFailed
+from bridge.store import DoneStore
+
+log = logging.getLogger(__name__)
+
+Executor = Callable[[Command], Awaitable[Any]]
+
+
+class CommandServer:
+    """Consumes ``<ns>.<account>.{send,kick,shutup,query,control}`` and replies."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        names: Names,
+        account: str,
+        execute: Executor,
+        store: DoneStore,
+        *,
+        prefetch: int = 64,
+    ) -> None:
+        self._bus = bus
+        self._names = names
+        self._account = account
+        self._execute = execute
+        self._store = store
+        self._prefetch = prefetch
+        self._subs: list[Subscription] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.executed = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    async def start(self) -> None:
+        """Start consuming every command queue of the account."""
+        for kind in QUEUE_KINDS:
+            queue = self._names.command_queue(self._account, kind)
+            self._subs.append(
+                await self._bus.consume(queue, self._on_delivery, prefetch=self._prefetch)
+            )
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking commands, then wait (bounded) for those already running."""
+        for sub in self._subs:
+            await sub.cancel()
+        self._subs.clear()
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=grace)
+            if pending:
+                log.warning(
+                    "%d command(s) still running after %.0fs; cancelled",
+                    len(pending),
+                    grace,
+                )
+                for t in pending:
+                    t.cancel()
+
+    async def _on_delivery(self, d: Delivery) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            await self._handle(d)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _handle(self, d: Delivery) -> None:
+        try:
+            cmd = decode_command(d.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reason = f"invalid command: {exc}"
+            log.warning(
+                "command on %s (message_id %s) dead-lettered: %s",
+                d.routing_key,
+                d.message_id,
+                reason,
+            )
+            await self._settle_failed(
+                d, reason, StatusReply(code=CODE_INVALID_COMMAND, status=reason)
+            )
+            return
+
+        name = command_name(cmd)
+        mid = d.message_id
+        if mid:
+            seen = self._store.begin(mid)
+            if seen.state == "done":
+                self.duplicates += 1
+                log.info(
+                    "command %s message_id %s already done; replying again, not run",
+                    name,
+                    mid,
+                )
+                await self._reply_raw(d, seen.reply or b"null", name)
+                await d.ack()
+                return
+            if seen.state == "started":
+                self.duplicates += 1
+                reason = "result unknown: the bridge stopped while running this command"
+                log.warning("command %s message_id %s: %s; not run again", name, mid, reason)
+                reply = encode(failure_reply(cmd, reason, code=-5))
+                self._store.finish(mid, reply)
+                await self._reply_raw(d, reply, name)
+                await d.ack()
+                return
+
+        try:
+            result = await self._execute(cmd)
+        except RETRYABLE as exc:
+            if not d.redelivered:
+                log.warning(
+                    "command %s (message_id %s) failed, requeued once: %s",
+                    name,
+                    mid,
+                    exc,
+                )
+                if mid:
+                    self._store.forget(mid)
+                await d.reject(requeue=True)
+                return
+            reason = f"failed twice: {exc}"
+            await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
+            return
+        except Exception as exc:
+            log.exception("command %s (message_id %s) crashed", name, mid)
+            reason = f"{type(exc).__name__}: {exc}"
+            await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
+            return
+
+        self.executed += 1
+        body = encode(result)
+        if mid:
+            self._store.finish(mid, body)
+        await self._reply_raw(d, body, name)
+        await d.ack()
+
+    async def _settle_failed(
+        self, d: Delivery, reason: str, reply: object, mid: str | None = None
+    ) -> None:
+        body = encode(reply)
+        if mid:
+            self._store.finish(mid, body)
+        try:
+            await self.dead_letter(d, reason)
+        except PublishFailed:
+            # The copy did not reach the dead-letter queue: keep the original instead.
+            log.exception("dead-lettering %s failed; message requeued", d.routing_key)
+            await d.reject(requeue=True)
+            return
+        await self._reply_raw(d, body, "error")
+        await d.ack()
+
+    async def dead_letter(self, d: Delivery, reason: str) -> None:
+        """Copy a delivery to ``<ns>.dead`` with the reason, keeping its properties."""
+        self.dead_lettered += 1
+        headers = {
+            **d.headers,
+            REASON_HEADER: reason[:1000],
+            QUEUE_HEADER: d.routing_key,
+        }
+        msg = OutMessage(
+            body=d.body,
+            message_id=d.message_id,
+            correlation_id=d.correlation_id,
+            reply_to=d.reply_to,
+            type=d.type,
+            headers=headers,
+            content_type=d.content_type or "application/octet-stream",
+            app_id=d.app_id or "openqq-bridge",
+        )
+        routed = await self._bus.publish(self._names.dead, d.routing_key, msg, mandatory=True)
+        if not routed:
+            log.error(
+                "dead letter of %s had no queue to go to (is %s declared?)",
+                d.routing_key,
+                self._names.dead,
+            )
+
+    async def _reply_raw(self, d: Delivery, body: bytes, name: str) -> None:
+        if not d.reply_to:
+            return
+        msg = OutMessage(
+            body=body,
+            correlation_id=d.correlation_id,
+            type=f"reply.{name}",
+            headers={"account": self._account},
+            persistent=False,
+        )
+        try:
+            routed = await self._bus.publish("", d.reply_to, msg, mandatory=True)
+        except PublishFailed as exc:
+            log.warning(
+                "reply to %s (correlation_id %s) not delivered: %s",
+                d.reply_to,
+                d.correlation_id,
+                exc,
+            )
+            return
+        if not routed:
+            log.info("reply queue %s is gone; the caller stopped waiting", d.reply_to)

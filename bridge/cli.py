@@ -1,0 +1,221 @@
+"""The ``openqq-bridge`` command: argument parsing, logging, settings, process wiring.
+
+Exit codes: 0 clean stop; 2 bad settings or arguments; 3 broker unreachable; 4 another
+bridge already runs for the account; 1 anything unexpected (with a traceback in the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from bridge import __version__
+from bridge.bus.amqp import AmqpBus, redact
+from bridge.bus.base import Bus
+from bridge.bus.memory import MemoryBus
+from bridge.clientfiles import ClientFiles
+from bridge.config import HELP, Settings, env_name, load_settings, parse_hostport
+from bridge.core.routing import Names
+from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
+from bridge.service import Bridge, BridgeOptions
+from bridge.showmsg import show
+from bridge.store import DoneStore
+from bridge.upstream.sim import SimSettings, SimulatedAccount
+
+log = logging.getLogger("bridge")
+
+EXIT_CONFIG = 2
+EXIT_BROKER = 3
+EXIT_RUNNING = 4
+
+DESCRIPTION = """\
+openqq-bridge connects a QQ account (simulated, or OneBot v11 later) to RabbitMQ:
+messages and events become topics on <namespace>.events, and commands on
+<namespace>.commands become sends, kicks, mutes and reads.
+
+commands:
+  run      bridge (+ HTTP adapter once available) in one process; with AMQP_URL unset it
+           uses the embedded in-memory bus: works on a fresh machine with nothing else
+  bridge   the bridge alone, on RabbitMQ (AMQP_URL required); one process per account
+  schemas  write (or --check) the JSON Schemas and AsyncAPI document of the bus contract
+"""
+
+
+def _settings_help() -> str:
+    lines = ["settings (TOML file keys; environment variables win over the file):"]
+    for field, text in HELP.items():
+        default = getattr(Settings(), field)
+        shown = "" if default in (None, "") else f" [default: {default}]"
+        lines.append(f"  {field:<24} {env_name(field)}\n      {text}{shown}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help)."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's default must not undo a --config given before it.
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML file with settings",
+    )
+    parser = argparse.ArgumentParser(
+        prog="openqq-bridge",
+        description=DESCRIPTION,
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for name, text in (
+        ("run", "bridge and adapters in one process (embedded bus without AMQP_URL)"),
+        ("bridge", "the bridge alone, on RabbitMQ"),
+    ):
+        sub.add_parser(
+            name,
+            help=text,
+            parents=[common],
+            epilog=_settings_help(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    schemas = sub.add_parser("schemas", help="write or check schemas/", parents=[common])
+    schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    schemas.add_argument(
+        "--check", action="store_true", help="exit 1 if the files differ from the code"
+    )
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aio-pika logs every reconnect attempt with a traceback at WARNING; ours say it once.
+    logging.getLogger("aio_pika").setLevel(max(logging.ERROR, logging.getLogger().level))
+    logging.getLogger("aiormq").setLevel(max(logging.ERROR, logging.getLogger().level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    if args.cmd == "schemas":
+        from bridge.schemagen import main as schemas_main
+
+        return schemas_main(args.out, check=args.check)
+    try:
+        settings = load_settings(getattr(args, "config", None))
+        if args.cmd == "bridge" and not settings.amqp_url:
+            msg = (
+                "setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge bridge`;"
+                " `openqq-bridge run` uses the embedded bus"
+            )
+            raise ConfigError(msg)
+    except ConfigError as exc:
+        print(f"openqq-bridge: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(settings.log_level)
+    try:
+        return asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        return 0
+
+
+def make_upstream(settings: Settings, files: ClientFiles) -> SimulatedAccount:
+    """The upstream the settings select."""
+    listen = parse_hostport(settings.sim_listen, "sim_listen")
+    return SimulatedAccount(
+        SimSettings(
+            listen=listen,
+            login_delay=settings.sim_login_delay,
+            qrcode_path=files.qrcode_path,
+            extra_friends=settings.sim_friends,
+            extra_groups=settings.sim_groups,
+            members_per_group=settings.sim_members,
+            load_rate=settings.sim_load_rate,
+            load_seconds=settings.sim_load_seconds,
+        )
+    )
+
+
+def bridge_options(settings: Settings) -> BridgeOptions:
+    """Bridge options from settings, with the upstream's default send pacing."""
+    # The simulated account needs no pacing; real accounts get theirs with their upstream.
+    return BridgeOptions(
+        account=settings.account,
+        queue_type=settings.queue_type,
+        prefetch=settings.prefetch,
+        event_buffer=settings.event_buffer,
+        buffer_wait=settings.buffer_wait,
+        ready_wait=settings.ready_wait,
+        send_interval=settings.send_interval or 0.0,
+        send_interval_per_target=settings.send_interval_per_target or 0.0,
+        log_level=settings.log_level,
+    )
+
+
+async def serve(settings: Settings) -> int:
+    """Run the bridge until SIGINT/SIGTERM or stop_client; return the exit code."""
+    names = Names(settings.namespace)
+    files = ClientFiles(
+        settings.data_dir,
+        settings.account,
+        extra={"upstream": settings.upstream, "namespace": settings.namespace},
+    )
+    try:
+        files.lock()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return EXIT_RUNNING
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        return EXIT_CONFIG
+    store = DoneStore(
+        settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite",
+        ttl=settings.idempotency_hours * 3600,
+    )
+    bus: Bus | None = None
+    try:
+        if settings.amqp_url:
+            log.info("connecting to RabbitMQ at %s", redact(settings.amqp_url))
+            bus = await AmqpBus.connect(
+                settings.amqp_url,
+                name=f"openqq-bridge {settings.namespace}/{settings.account}",
+                retry_seconds=settings.connect_retry_seconds,
+            )
+        else:
+            log.info("AMQP_URL unset: using the embedded in-memory bus")
+            bus = MemoryBus()
+        bridge = Bridge(
+            bus,
+            names,
+            make_upstream(settings, files),
+            bridge_options(settings),
+            store=store,
+            files=files,
+            show=show if settings.show_message else None,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, bridge.request_stop)
+        await bridge.run()
+        log.info("stopped")
+    except BrokerUnavailable as exc:
+        log.error("%s", exc)
+        return EXIT_BROKER
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        return EXIT_CONFIG
+    finally:
+        if bus is not None:
+            await bus.close()
+        store.close()
+        files.release()
+    return 0

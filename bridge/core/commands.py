@@ -1,0 +1,310 @@
+"""Commands the bridges consume and the replies they send, shaped like the Openqq API.
+
+A command body is a JSON object tagged by ``command`` whose other keys are the parameter names
+of the matching ``/openqq/*`` endpoint (DESIGN.md §3). A reply body is exactly the JSON the
+endpoint returns. ``QUEUE`` names the command queue (send, kick, shutup, query, control) a
+command is published to.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+
+from bridge.core.model import QQ, Discuss, Friend, Group, GroupBasic, User
+
+QueueKind = Literal["send", "kick", "shutup", "query", "control"]
+QUEUE_KINDS: tuple[QueueKind, ...] = ("send", "kick", "shutup", "query", "control")
+
+Content = Annotated[str, msgspec.Meta(max_length=16384, description="message text")]
+Name = Annotated[str, msgspec.Meta(max_length=256)]
+Members = Annotated[list[QQ], msgspec.Meta(max_length=2000)]
+Criterion = str | int | None
+
+
+class _Command(msgspec.Struct, kw_only=True, frozen=True, tag_field="command"):
+    QUEUE: ClassVar[QueueKind]
+
+
+class SendFriendMessage(_Command, kw_only=True, frozen=True, tag="send_friend_message"):
+    """Send to a friend found by id, uid, name and displayname (all given must match)."""
+
+    QUEUE = "send"
+    id: QQ | None = None
+    uid: QQ | None = None
+    name: Name | None = None
+    displayname: Name | None = None
+    content: Content
+
+
+class SendGroupMessage(_Command, kw_only=True, frozen=True, tag="send_group_message"):
+    """Send to a group found by id, uid, name and displayname (all given must match)."""
+
+    QUEUE = "send"
+    id: QQ | None = None
+    uid: QQ | None = None
+    name: Name | None = None
+    displayname: Name | None = None
+    content: Content
+
+
+class SendDiscussMessage(_Command, kw_only=True, frozen=True, tag="send_discuss_message"):
+    """Send to a discuss group found by id."""
+
+    QUEUE = "send"
+    id: QQ | None = None
+    content: Content
+
+
+class SendSessMessage(_Command, kw_only=True, frozen=True, tag="send_sess_message"):
+    """Temporary chat with a member of a group (group_id/group_uid) or discuss (discuss_id)."""
+
+    QUEUE = "send"
+    group_id: QQ | None = None
+    group_uid: QQ | None = None
+    discuss_id: QQ | None = None
+    id: QQ | None = None
+    uid: QQ | None = None
+    content: Content
+
+
+class KickGroupMember(_Command, kw_only=True, frozen=True, tag="kick_group_member"):
+    """Remove members (member_id wins over member_uid) from a group."""
+
+    QUEUE = "kick"
+    group_id: QQ | None = None
+    group_uid: QQ | None = None
+    member_id: Members | None = None
+    member_uid: Members | None = None
+
+
+class ShutupGroupMember(_Command, kw_only=True, frozen=True, tag="shutup_group_member"):
+    """Mute members of a group for ``time`` seconds (at least 60; 0 lifts the mute)."""
+
+    QUEUE = "shutup"
+    group_id: QQ | None = None
+    group_uid: QQ | None = None
+    member_id: Members | None = None
+    member_uid: Members | None = None
+    time: Annotated[int, msgspec.Meta(ge=0, le=30 * 86400, description="seconds")] = 60
+
+
+class GetUserInfo(_Command, kw_only=True, frozen=True, tag="get_user_info"):
+    """The logged-in user."""
+
+    QUEUE = "query"
+
+
+class GetFriendInfo(_Command, kw_only=True, frozen=True, tag="get_friend_info"):
+    """Every friend."""
+
+    QUEUE = "query"
+
+
+class GetGroupInfo(_Command, kw_only=True, frozen=True, tag="get_group_info"):
+    """Every group with its members."""
+
+    QUEUE = "query"
+
+
+class GetGroupBasicInfo(_Command, kw_only=True, frozen=True, tag="get_group_basic_info"):
+    """Every group without members."""
+
+    QUEUE = "query"
+
+
+class GetDiscussInfo(_Command, kw_only=True, frozen=True, tag="get_discuss_info"):
+    """Every discuss group with its members."""
+
+    QUEUE = "query"
+
+
+class SearchFriend(_Command, kw_only=True, frozen=True, tag="search_friend"):
+    """Friends whose given attributes all equal the given values (text comparison)."""
+
+    QUEUE = "query"
+    category: Criterion = None
+    client_type: Criterion = None
+    displayname: Criterion = None
+    face: Criterion = None
+    flag: Criterion = None
+    id: Criterion = None
+    is_vip: Criterion = None
+    markname: Criterion = None
+    name: Criterion = None
+    state: Criterion = None
+    uid: Criterion = None
+    vip_level: Criterion = None
+
+
+class SearchGroup(_Command, kw_only=True, frozen=True, tag="search_group"):
+    """Groups whose given attributes all equal the given values (text comparison)."""
+
+    QUEUE = "query"
+    code: Criterion = None
+    createtime: Criterion = None
+    displayname: Criterion = None
+    id: Criterion = None
+    level: Criterion = None
+    markname: Criterion = None
+    max_admin: Criterion = None
+    max_member: Criterion = None
+    memo: Criterion = None
+    name: Criterion = None
+    owner_id: Criterion = None
+    owner_uid: Criterion = None
+    role: Criterion = None
+    uid: Criterion = None
+
+
+class GetClientInfo(_Command, kw_only=True, frozen=True, tag="get_client_info"):
+    """Process and version information of the bridge."""
+
+    QUEUE = "control"
+
+
+class StopClient(_Command, kw_only=True, frozen=True, tag="stop_client"):
+    """Stop the bridge in 3 seconds (state running -> stop, then the process exits)."""
+
+    QUEUE = "control"
+
+
+class Relogin(_Command, kw_only=True, frozen=True, tag="relogin"):
+    """Log the account in again in 3 seconds (contacts reloaded)."""
+
+    QUEUE = "control"
+
+
+Command = (
+    SendFriendMessage
+    | SendGroupMessage
+    | SendDiscussMessage
+    | SendSessMessage
+    | KickGroupMember
+    | ShutupGroupMember
+    | GetUserInfo
+    | GetFriendInfo
+    | GetGroupInfo
+    | GetGroupBasicInfo
+    | GetDiscussInfo
+    | SearchFriend
+    | SearchGroup
+    | GetClientInfo
+    | StopClient
+    | Relogin
+)
+COMMAND_TYPES: tuple[type[Command], ...] = Command.__args__
+
+
+def command_name(cls: type[Command] | Command) -> str:
+    """The ``command`` tag of a command class or instance."""
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+# --- replies -----------------------------------------------------------------------------
+
+
+class SendReply(msgspec.Struct, kw_only=True):
+    """Result of a sync send: code 0 / 发送成功, negative codes / 发送失败, 100-105 not found."""
+
+    code: int
+    id: int | None
+    info: str | msgspec.UnsetType = msgspec.UNSET
+    status: str
+
+
+class StatusReply(msgspec.Struct, kw_only=True):
+    """A code and a status text (kick, shutup, search not found, errors)."""
+
+    code: int
+    status: str
+
+
+class ClientInfo(msgspec.Struct, kw_only=True):
+    """get_client_info: the bridge process."""
+
+    account: str
+    code: int = 0
+    http_debug: int = 0
+    log_encoding: str | None = None
+    log_level: str
+    log_path: str = ""
+    os: str
+    pid: int
+    runtime: int
+    starttime: int
+    status: str = "success"
+    version: str
+
+
+class StopReply(msgspec.Struct, kw_only=True):
+    """stop_client: the process stops 3 seconds later."""
+
+    account: str
+    code: int = 0
+    pid: int
+    runtime: int
+    starttime: int
+    status: str
+
+
+class ReloginReply(msgspec.Struct, kw_only=True):
+    """Relogin: the account logs in again 3 seconds later."""
+
+    account: str
+    code: int = 0
+    status: str
+
+
+Reply = (
+    SendReply
+    | StatusReply
+    | ClientInfo
+    | StopReply
+    | ReloginReply
+    | User
+    | list[Friend]
+    | list[Group]
+    | list[GroupBasic]
+    | list[Discuss]
+)
+
+#: The reply shapes of each command, for schemas and documentation.
+REPLY_TYPES: dict[str, object] = {
+    "send_friend_message": SendReply,
+    "send_group_message": SendReply,
+    "send_discuss_message": SendReply,
+    "send_sess_message": SendReply,
+    "kick_group_member": StatusReply,
+    "shutup_group_member": StatusReply,
+    "get_user_info": User,
+    "get_friend_info": list[Friend],
+    "get_group_info": list[Group],
+    "get_group_basic_info": list[GroupBasic],
+    "get_discuss_info": list[Discuss],
+    "search_friend": list[Friend] | StatusReply,
+    "search_group": list[Group] | StatusReply,
+    "get_client_info": ClientInfo,
+    "stop_client": StopReply,
+    "relogin": ReloginReply,
+}
+
+#: Code of the reply to a command the bridge could not decode or run (not an Openqq code).
+CODE_INVALID_COMMAND = -10
+#: Code of the reply when the account is not logged in yet (Openqq would not answer at all).
+CODE_NOT_READY = -11
+
+
+def send_failure(info: str, code: int = -5, msg_id: int | None = None) -> SendReply:
+    """A 发送失败 reply with the reason in ``info``."""
+    return SendReply(code=code, id=msg_id, info=info, status="发送失败")
+
+
+def failure_reply(cmd: Command, reason: str, code: int) -> SendReply | StatusReply:
+    """The error reply of the right shape for a command that could not be carried out."""
+    if cmd.QUEUE == "send":
+        return send_failure(reason, code=code)
+    return StatusReply(code=code, status=reason)

@@ -1,0 +1,1 @@
+"""Upstreams: the QQ side of the bridge (simulated account; OneBot v11 and Openqq to come)."""

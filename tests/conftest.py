@@ -1,0 +1,144 @@
+"""Shared fixtures: broker probe, unique namespaces, buses, a running bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from bridge.bus.amqp import AmqpBus
+from bridge.bus.base import Bus
+from bridge.bus.memory import MemoryBus
+from bridge.clientfiles import ClientFiles
+from bridge.core.commands import QUEUE_KINDS
+from bridge.core.routing import Names
+from bridge.service import Bridge, BridgeOptions
+from bridge.store import DoneStore
+from bridge.upstream.sim import SimSettings, SimulatedAccount
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+ACCOUNT = "default"
+
+
+def _broker_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> str:
+    """The broker URL; fails (CI=true) or skips (elsewhere) when nothing listens."""
+    if not _broker_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail("RabbitMQ is not answering on 127.0.0.1:5672 (CI=true: must not skip)")
+        pytest.skip("RabbitMQ is not answering on 127.0.0.1:5672")
+    return AMQP_URL
+
+
+@pytest.fixture
+def ns() -> str:
+    """A namespace nobody else uses: every exchange and queue of the test is unique."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+async def delete_namespace(url: str, ns: str, accounts: tuple[str, ...] = (ACCOUNT,)) -> None:
+    """Remove what a bridge declared in ``ns`` (the CI broker keeps state between runs)."""
+    names = Names(ns)
+    conn = await aio_pika.connect(url)
+    try:
+        for account in accounts:
+            for queue in [names.command_queue(account, k) for k in QUEUE_KINDS] + [
+                names.dead_queue(account)
+            ]:
+                ch = await conn.channel()
+                await ch.queue_delete(queue)
+                await ch.close()
+        for exchange in (names.events, names.commands, names.dead):
+            ch = await conn.channel()
+            await ch.exchange_delete(exchange)
+            await ch.close()
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def amqp_ns(rabbitmq: str, ns: str) -> AsyncIterator[str]:
+    """A namespace on the real broker, deleted after the test."""
+    yield ns
+    await delete_namespace(rabbitmq, ns)
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+async def bus_factory(request: pytest.FixtureRequest, ns: str):
+    """Makes buses of one kind (the same broker for all of a test): memory or RabbitMQ."""
+    buses: list[Bus] = []
+    if request.param == "rabbitmq":
+        url = request.getfixturevalue("rabbitmq")
+
+        async def make() -> Bus:
+            b = await AmqpBus.connect(url, name=request.node.nodeid, retry_seconds=5)
+            buses.append(b)
+            return b
+    else:
+        shared = MemoryBus()
+
+        async def make() -> Bus:
+            b = MemoryBus(shared.broker)
+            buses.append(b)
+            return b
+
+    yield make
+    for b in buses:
+        await b.close()
+    if request.param == "rabbitmq":
+        await delete_namespace(request.getfixturevalue("rabbitmq"), ns)
+
+
+@asynccontextmanager
+async def running_bridge(
+    bus: Bus,
+    ns: str,
+    tmp_path: Path,
+    *,
+    store: DoneStore | None = None,
+    **options: object,
+) -> AsyncIterator[tuple[Bridge, SimulatedAccount]]:
+    """A bridge with a simulated account (control endpoint on a free port), running."""
+    sim = SimulatedAccount(
+        SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / "qr.png")
+    )
+    opts = BridgeOptions(account=ACCOUNT, control_delay=0.05, **options)  # type: ignore[arg-type]
+    bridge = Bridge(
+        bus,
+        Names(ns),
+        sim,
+        opts,
+        store=store,
+        files=ClientFiles(tmp_path, ACCOUNT),
+    )
+    task = asyncio.create_task(bridge.run())
+    try:
+        async with asyncio.timeout(10):
+            await bridge.started.wait()
+        yield bridge, sim
+    finally:
+        bridge.request_stop()
+        async with asyncio.timeout(15):
+            await task
+
+
+def sim_url(sim: SimulatedAccount, path: str) -> str:
+    """URL of the simulated account's control endpoint."""
+    assert sim.bound is not None
+    host, port = sim.bound
+    return f"http://{host}:{port}{path}"

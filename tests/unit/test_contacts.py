@@ -1,0 +1,82 @@
+from bridge.core import events as ev
+from bridge.core.contacts import ContactBook
+from bridge.core.model import Friend, GroupMember, basic
+from bridge.upstream.world import default_world
+
+
+def book() -> ContactBook:
+    w = default_world()
+    b = ContactBook()
+    b.load(w.user, w.friends.values(), w.groups.values(), w.discusses.values())
+    return b
+
+
+def test_lookup_ands_every_given_criterion():
+    b = book()
+    assert b.find_group(uid=67890).name == "PERL学习交流"
+    assert b.find_group(id=2617047292, uid=67890) is not None
+    # id of one group, uid of another: no match (AND, not OR).
+    assert b.find_group(id=2617047292, uid=552603) is None
+    assert b.find_group() is None
+
+
+def test_lookup_compares_text_exactly():
+    b = book()
+    assert b.find_friend(uid="0456789") is None
+    assert b.find_friend(uid="456789").name == "灰灰"
+    assert b.find_friend(name="灰") is None
+    assert b.find_friend(name="灰灰 ") is None
+
+
+def test_displayname_is_markname_else_name():
+    b = book()
+    assert b.find_friend(displayname="哈哈").uid == 7891234
+    assert b.find_friend(displayname="测试帐号2") is None
+    assert b.find_friend(displayname="灰灰").uid == 456789
+    assert b.find_group(displayname="开发群").uid == 552603
+
+
+def test_search_returns_all_matches_and_nothing_without_criteria():
+    b = book()
+    assert [f.uid for f in b.search_friends({"state": "offline"})] == [1234567, 7891234]
+    assert b.search_friends({}) == []
+    assert b.search_friends({"uid": None}) == []
+    assert [g.uid for g in b.search_groups({"role": "create"})] == [552603]
+
+
+def test_members_by_id_or_uid():
+    b = book()
+    g = b.find_group(uid=67890)
+    assert b.find_member(g, uid=456789).name == "灰灰"
+    assert b.find_member(g, id=2372835507, uid=1) is None
+    assert b.own_name_in(g) == "小灰卡"
+    assert b.own_name_in(b.find_group(uid=552603)) == "小灰"
+
+
+def test_events_keep_the_book_current():
+    b = book()
+    f = Friend(id=99, uid=999, name="新朋友")
+    b.apply(ev.NewFriend(params=(f,)))
+    assert b.find_friend(uid=999) == f
+    b.apply(ev.LoseFriend(params=(f,)))
+    assert b.find_friend(uid=999) is None
+
+    g = b.find_group(uid=67890)
+    m = GroupMember(id=77, uid=777, name="新人")
+    g2 = g.__class__(**{**{k: getattr(g, k) for k in g.__struct_fields__}, "member": [*g.member, m]})
+    b.apply(ev.NewGroupMember(params=(m, g2)))
+    assert b.find_member(b.find_group(uid=67890), uid=777) == m
+
+    renamed = Friend(id=2372835507, uid=456789, name="灰灰", markname="老灰")
+    b.apply(ev.FriendPropertyChange(params=(renamed, "markname", None, "老灰")))
+    assert b.find_friend(displayname="老灰").uid == 456789
+    assert len(b.friends) == 3
+
+    b.apply(ev.LoseGroup(params=(g2,)))
+    assert b.find_group(uid=67890) is None
+
+
+def test_basic_group_has_no_members():
+    g = book().find_group(uid=67890)
+    assert not hasattr(basic(g), "member")
+    assert basic(g).uid == 67890

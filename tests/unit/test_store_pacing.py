@@ -1,0 +1,75 @@
+import asyncio
+import time
+
+from bridge.core.pacing import KeyedLocks, Pacer
+from bridge.store import DoneStore
+
+
+def test_done_store_states_survive_reopen(tmp_path):
+    path = tmp_path / "done.sqlite"
+    store = DoneStore(path)
+    assert store.begin("a").state == "new"
+    assert store.begin("a").state == "started"
+    store.finish("a", b'{"code":0}')
+    store.close()
+    store = DoneStore(path)
+    seen = store.begin("a")
+    assert (seen.state, seen.reply) == ("done", b'{"code":0}')
+    store.forget("a")
+    assert store.begin("a").state == "new"
+    store.close()
+
+
+def test_done_store_prunes_old_records(tmp_path):
+    store = DoneStore(tmp_path / "d.sqlite", ttl=0.0)
+    store.begin("old")
+    time.sleep(0.01)
+    store.prune()
+    assert store.begin("old").state == "new"
+    store.close()
+
+
+async def test_keyed_locks_keep_arrival_order_per_key():
+    locks = KeyedLocks()
+    order: list[str] = []
+
+    async def work(key: str, tag: str, delay: float) -> None:
+        async with locks.hold(key):
+            await asyncio.sleep(delay)
+            order.append(tag)
+
+    await asyncio.gather(
+        work("g1", "a1", 0.03), work("g1", "a2", 0.0), work("g2", "b1", 0.0), work("g1", "a3", 0.0)
+    )
+    assert [t for t in order if t.startswith("a")] == ["a1", "a2", "a3"]
+    assert order[0] == "b1"  # another conversation does not wait behind g1
+    assert len(locks) == 0
+
+
+async def test_pacer_spaces_sends_per_target_and_globally():
+    pacer = Pacer(global_interval=0.0, per_target=0.05)
+    stamps: dict[str, list[float]] = {"a": [], "b": []}
+
+    async def send(key: str) -> None:
+        await pacer.wait(key)
+        stamps[key].append(time.monotonic())
+
+    await asyncio.gather(*(send(k) for k in "aabab"))
+    a = stamps["a"]
+    assert all(later - earlier >= 0.045 for earlier, later in zip(a, a[1:], strict=False))
+    # b is not held back by a's interval.
+    assert stamps["b"][0] - a[0] < 0.045
+
+    glob = Pacer(global_interval=0.03, per_target=0.0)
+    t0 = time.monotonic()
+    for k in "xyz":
+        await glob.wait(k)
+    assert time.monotonic() - t0 >= 0.055
+
+
+async def test_pacer_off_does_not_wait():
+    pacer = Pacer(0, 0)
+    t0 = time.monotonic()
+    for _ in range(1000):
+        await pacer.wait("k")
+    assert time.monotonic() - t0 < 1.0
