@@ -49,7 +49,7 @@ def _retryable(exc: BaseException) -> bool:
     # Wrong credentials will not fix themselves; everything else at connect time may.
     if isinstance(exc, aiormq.exceptions.AuthenticationError | aiormq.ProbableAuthenticationError):
         return False
-    return isinstance(exc, aio_pika.exceptions.CONNECTION_EXCEPTIONS | TimeoutError)
+    return isinstance(exc, (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, TimeoutError))
 
 
 class _AmqpDelivery:
@@ -91,9 +91,7 @@ class _AmqpDelivery:
         # aio-pika decodes the AMQP expiration (ms text) into seconds or a timedelta.
         if isinstance(exp, timedelta):
             exp = exp.total_seconds()
-        self.expiration_ms: int | None = (
-            int(exp * 1000) if isinstance(exp, int | float) else None
-        )
+        self.expiration_ms: int | None = int(exp * 1000) if isinstance(exp, int | float) else None
         self.app_id: str | None = msg.app_id
         self.content_type: str | None = msg.content_type
 
@@ -146,7 +144,7 @@ class AmqpBus:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_delay(retry_seconds),
-                wait=wait_exponential_jitter(initial=0.2, max=5.0),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
                 retry=retry_if_exception(_retryable),
                 before_sleep=before_sleep,
                 reraise=True,

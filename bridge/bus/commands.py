@@ -66,6 +66,8 @@ class CommandServer:
         self._prefetch = prefetch
         self._subs: list[Subscription] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        # message_id -> reply of commands running now, so a duplicate waits for it.
+        self._running: dict[str, asyncio.Future[bytes]] = {}
         self.executed = 0
         self.duplicates = 0
         self.dead_lettered = 0
@@ -122,6 +124,18 @@ class CommandServer:
 
         name = command_name(cmd)
         mid = d.message_id
+        if mid and mid in self._running:
+            # The same command is running right now: answer with its result, do not run.
+            self.duplicates += 1
+            log.info("command %s message_id %s is running; duplicate waits for it", name, mid)
+            try:
+                first = await asyncio.shield(self._running[mid])
+            except ConnectionError:
+                await d.reject(requeue=True)
+                return
+            await self._reply_raw(d, first, name)
+            await d.ack()
+            return
         if mid:
             seen = self._store.begin(mid)
             if seen.state == "done":
@@ -144,6 +158,26 @@ class CommandServer:
                 await d.ack()
                 return
 
+        running: asyncio.Future[bytes] | None = None
+        if mid:
+            running = asyncio.get_running_loop().create_future()
+            self._running[mid] = running
+        body: bytes | None = None
+        try:
+            body = await self._run(d, cmd, name, mid)
+        finally:
+            if mid:
+                del self._running[mid]
+            if running is not None:
+                if body is None:
+                    # Requeued or cancelled: duplicates waiting for it go back too.
+                    running.set_exception(ConnectionError("command requeued"))
+                    running.exception()  # nobody may be waiting: mark it retrieved
+                else:
+                    running.set_result(body)
+
+    async def _run(self, d: Delivery, cmd: Command, name: str, mid: str | None) -> bytes | None:
+        """Execute, reply, settle; the reply body, or None when the delivery was requeued."""
         try:
             result = await self._execute(cmd)
         except RETRYABLE as exc:
@@ -157,15 +191,13 @@ class CommandServer:
                 if mid:
                     self._store.forget(mid)
                 await d.reject(requeue=True)
-                return
+                return None
             reason = f"failed twice: {exc}"
-            await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
-            return
+            return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
         except Exception as exc:
             log.exception("command %s (message_id %s) crashed", name, mid)
             reason = f"{type(exc).__name__}: {exc}"
-            await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
-            return
+            return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
 
         self.executed += 1
         body = encode(result)
@@ -173,22 +205,26 @@ class CommandServer:
             self._store.finish(mid, body)
         await self._reply_raw(d, body, name)
         await d.ack()
+        return body
 
     async def _settle_failed(
         self, d: Delivery, reason: str, reply: object, mid: str | None = None
-    ) -> None:
+    ) -> bytes | None:
         body = encode(reply)
-        if mid:
-            self._store.finish(mid, body)
         try:
             await self.dead_letter(d, reason)
         except PublishFailed:
             # The copy did not reach the dead-letter queue: keep the original instead.
             log.exception("dead-lettering %s failed; message requeued", d.routing_key)
+            if mid:
+                self._store.forget(mid)
             await d.reject(requeue=True)
-            return
+            return None
+        if mid:
+            self._store.finish(mid, body)
         await self._reply_raw(d, body, "error")
         await d.ack()
+        return body
 
     async def dead_letter(self, d: Delivery, reason: str) -> None:
         """Copy a delivery to ``<ns>.dead`` with the reason, keeping its properties."""

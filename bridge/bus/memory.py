@@ -35,7 +35,7 @@ class _Stored:
     redelivered: bool = False
 
 
-@dataclass(slots=True)
+@dataclass(eq=False, slots=True)
 class _MemDelivery:
     queue: _Queue
     stored: _Stored

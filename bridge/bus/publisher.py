@@ -67,7 +67,7 @@ class EventPublisher:
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(PublishFailed),
-            wait=wait_exponential_jitter(initial=0.05, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=5.0, jitter=0.05),
             before_sleep=before_sleep,
             reraise=True,
         ):

@@ -294,8 +294,6 @@ REPLY_TYPES: dict[str, object] = {
 
 #: Code of the reply to a command the bridge could not decode or run (not an Openqq code).
 CODE_INVALID_COMMAND = -10
-#: Code of the reply when the account is not logged in yet (Openqq would not answer at all).
-CODE_NOT_READY = -11
 
 
 def send_failure(info: str, code: int = -5, msg_id: int | None = None) -> SendReply:

@@ -15,20 +15,39 @@ SPEC_GROUP_MESSAGE = (
 
 def test_group_message_has_the_openqq_fields_exactly():
     m = ev.ReceivedGroupMessage(
-        id=10856, time=1442542632, content="hi", sender="灰灰", sender_id=2372835507,
-        sender_uid=456789, receiver="小灰卡", receiver_id=4072574066, receiver_uid=123456,
-        group="PERL学习交流", group_id=2617047292, group_uid=67890,
-    )  # fmt: skip
+        id=10856,
+        time=1442542632,
+        content="hi",
+        sender="灰灰",
+        sender_id=2372835507,
+        sender_uid=456789,
+        receiver="小灰卡",
+        receiver_id=4072574066,
+        receiver_uid=123456,
+        group="PERL学习交流",
+        group_id=2617047292,
+        group_uid=67890,
+    )
     assert encode(m).decode() == SPEC_GROUP_MESSAGE
     assert decode_event("receive_message.group_message", encode(m)) == m
 
 
 def test_sent_group_message_key_set_matches_spec():
     m = ev.SentGroupMessage(
-        id=82220001, time=1795897652, content="你好", code=0, info="发送正常", msg="发送成功",
-        from_="code", sender="小灰卡", sender_id=4072574066, sender_uid=123456,
-        group="PERL学习交流", group_id=2617047292, group_uid=67890,
-    )  # fmt: skip
+        id=82220001,
+        time=1795897652,
+        content="你好",
+        code=0,
+        info="发送正常",
+        msg="发送成功",
+        from_="code",
+        sender="小灰卡",
+        sender_id=4072574066,
+        sender_uid=123456,
+        group="PERL学习交流",
+        group_id=2617047292,
+        group_uid=67890,
+    )
     keys = list(msgspec.json.decode(encode(m)))
     assert keys == sorted(
         "class code content from group group_id group_uid id info msg post_type sender"

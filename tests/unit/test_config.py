@@ -40,12 +40,12 @@ def test_errors_name_the_setting_and_its_origin(env, fragment):
 
 
 def test_file_errors(tmp_path):
+    bad = tmp_path / "a.toml"
+    bad.write_text('acount = "x"\n')
     with pytest.raises(ConfigError, match="unknown setting 'acount'"):
-        bad = tmp_path / "a.toml"
-        bad.write_text('acount = "x"\n')
         load_settings(bad, env={})
+    bad.write_text("account = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        bad.write_text("account = \n")
         load_settings(bad, env={})
     with pytest.raises(ConfigError, match="config file"):
         load_settings(tmp_path / "missing.toml", env={})

@@ -1,7 +1,18 @@
+from typing import TypeVar
+
+import msgspec
+
 from bridge.core import events as ev
 from bridge.core.contacts import ContactBook
-from bridge.core.model import Friend, GroupMember, basic
+from bridge.core.model import Friend, Group, GroupMember, basic
 from bridge.upstream.world import default_world
+
+T = TypeVar("T")
+
+
+def must(x: T | None) -> T:
+    assert x is not None
+    return x
 
 
 def book() -> ContactBook:
@@ -13,7 +24,7 @@ def book() -> ContactBook:
 
 def test_lookup_ands_every_given_criterion():
     b = book()
-    assert b.find_group(uid=67890).name == "PERL学习交流"
+    assert must(b.find_group(uid=67890)).name == "PERL学习交流"
     assert b.find_group(id=2617047292, uid=67890) is not None
     # id of one group, uid of another: no match (AND, not OR).
     assert b.find_group(id=2617047292, uid=552603) is None
@@ -23,17 +34,17 @@ def test_lookup_ands_every_given_criterion():
 def test_lookup_compares_text_exactly():
     b = book()
     assert b.find_friend(uid="0456789") is None
-    assert b.find_friend(uid="456789").name == "灰灰"
+    assert must(b.find_friend(uid="456789")).name == "灰灰"
     assert b.find_friend(name="灰") is None
     assert b.find_friend(name="灰灰 ") is None
 
 
 def test_displayname_is_markname_else_name():
     b = book()
-    assert b.find_friend(displayname="哈哈").uid == 7891234
+    assert must(b.find_friend(displayname="哈哈")).uid == 7891234
     assert b.find_friend(displayname="测试帐号2") is None
-    assert b.find_friend(displayname="灰灰").uid == 456789
-    assert b.find_group(displayname="开发群").uid == 552603
+    assert must(b.find_friend(displayname="灰灰")).uid == 456789
+    assert must(b.find_group(displayname="开发群")).uid == 552603
 
 
 def test_search_returns_all_matches_and_nothing_without_criteria():
@@ -46,11 +57,11 @@ def test_search_returns_all_matches_and_nothing_without_criteria():
 
 def test_members_by_id_or_uid():
     b = book()
-    g = b.find_group(uid=67890)
-    assert b.find_member(g, uid=456789).name == "灰灰"
+    g = must(b.find_group(uid=67890))
+    assert must(b.find_member(g, uid=456789)).name == "灰灰"
     assert b.find_member(g, id=2372835507, uid=1) is None
     assert b.own_name_in(g) == "小灰卡"
-    assert b.own_name_in(b.find_group(uid=552603)) == "小灰"
+    assert b.own_name_in(must(b.find_group(uid=552603))) == "小灰"
 
 
 def test_events_keep_the_book_current():
@@ -61,15 +72,15 @@ def test_events_keep_the_book_current():
     b.apply(ev.LoseFriend(params=(f,)))
     assert b.find_friend(uid=999) is None
 
-    g = b.find_group(uid=67890)
+    g = must(b.find_group(uid=67890))
     m = GroupMember(id=77, uid=777, name="新人")
-    g2 = g.__class__(**{**{k: getattr(g, k) for k in g.__struct_fields__}, "member": [*g.member, m]})
+    g2: Group = msgspec.structs.replace(g, member=[*g.member, m])
     b.apply(ev.NewGroupMember(params=(m, g2)))
-    assert b.find_member(b.find_group(uid=67890), uid=777) == m
+    assert b.find_member(must(b.find_group(uid=67890)), uid=777) == m
 
     renamed = Friend(id=2372835507, uid=456789, name="灰灰", markname="老灰")
     b.apply(ev.FriendPropertyChange(params=(renamed, "markname", None, "老灰")))
-    assert b.find_friend(displayname="老灰").uid == 456789
+    assert must(b.find_friend(displayname="老灰")).uid == 456789
     assert len(b.friends) == 3
 
     b.apply(ev.LoseGroup(params=(g2,)))
@@ -77,6 +88,6 @@ def test_events_keep_the_book_current():
 
 
 def test_basic_group_has_no_members():
-    g = book().find_group(uid=67890)
+    g = must(book().find_group(uid=67890))
     assert not hasattr(basic(g), "member")
     assert basic(g).uid == 67890

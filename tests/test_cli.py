@@ -1,0 +1,130 @@
+"""The command line as a person uses it: help, config errors, run, pid lock, signals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import msgspec
+
+from bridge.config import HELP, env_name
+from tests.procs import bridge_env, logs, start, stop, wait_state
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_explains_every_setting():
+    out = run_cli("--help").stdout
+    for field in HELP:
+        assert field in out
+        assert env_name(field) in out
+    assert "run" in out and "bridge" in out and "schemas" in out
+
+
+def test_config_error_is_one_line_and_exit_2(tmp_path):
+    done = run_cli("run", env=bridge_env(tmp_path, OPENQQ_ACCOUNT="bad.name"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "setting 'account' (environment OPENQQ_ACCOUNT)" in lines[0]
+
+
+def test_config_file_before_or_after_the_subcommand(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('prefetch = "lots"\n')
+    for args in (["--config", str(cfg), "run"], ["run", "--config", str(cfg)]):
+        done = run_cli(*args, env=bridge_env(tmp_path))
+        assert done.returncode == 2
+        assert f"setting 'prefetch' (config file {cfg})" in done.stderr
+
+
+def test_bridge_needs_a_broker(tmp_path):
+    done = run_cli("bridge", env=bridge_env(tmp_path))
+    assert done.returncode == 2
+    assert "AMQP_URL" in done.stderr
+
+
+def test_run_embedded_shows_messages_locks_and_stops_cleanly(tmp_path):
+    env = bridge_env(tmp_path)
+    proc = start(["run"], env, tmp_path)
+    try:
+        wait_state(tmp_path, "running", proc)
+        pid_file = tmp_path / "mojo_webqq_pid_default.pid"
+        assert pid_file.read_text().strip() == str(proc.pid)
+
+        req = urllib.request.Request(
+            f"http://{env['OPENQQ_SIM_LISTEN']}/sim/inject",
+            data=b'{"type":"group_message","group_uid":67890,"sender_uid":456789,"content":"hi\\nthere"}',
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200
+
+        second = tmp_path / "second"
+        second.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "bridge", "run"],
+            env={**env, "OPENQQ_SIM_LISTEN": "127.0.0.1:0"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 4
+        assert (
+            f"another bridge (pid {proc.pid}) is already running for account 'default'"
+            in done.stderr
+        )
+    finally:
+        code = stop(proc)
+    assert code == 0, logs(tmp_path)
+    out = (tmp_path / "stdout.log").read_text()
+    assert "[群消息] 灰灰|PERL学习交流 : hi\\nthere" in out
+    state = msgspec.json.decode((tmp_path / "mojo_webqq_state_default.json").read_bytes())
+    assert state["state"] == "stop"
+    assert not pid_file.exists()
+
+
+def test_stale_pid_file_does_not_block(tmp_path):
+    (tmp_path / "mojo_webqq_pid_default.pid").write_text("999999\n")
+    env = bridge_env(tmp_path, OPENQQ_SHOW_MESSAGE="false")
+    proc = start(["run"], env, tmp_path)
+    try:
+        wait_state(tmp_path, "running", proc)
+    finally:
+        assert stop(proc) == 0
+    assert (tmp_path / "stdout.log").read_text() == ""
+
+
+def test_sim_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        t0 = time.monotonic()
+        done = run_cli("run", env=bridge_env(tmp_path, OPENQQ_SIM_LISTEN=f"127.0.0.1:{port}"))
+    assert done.returncode == 2
+    assert f"sim_listen 127.0.0.1:{port}: cannot listen" in done.stderr
+    assert time.monotonic() - t0 < 20
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for field in HELP:
+        assert f"`{field}`" in readme or field in readme, field
+        assert env_name(field) in readme, env_name(field)
