@@ -98,8 +98,10 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # aio-pika logs every reconnect attempt with a traceback at WARNING; ours say it once.
+    # aio-pika logs each reconnect attempt, with tracebacks from its close callbacks; the
+    # bus logs "lost" and "restored" once each instead.
     logging.getLogger("aio_pika").setLevel(max(logging.ERROR, logging.getLogger().level))
+    logging.getLogger("aio_pika.tools").setLevel(logging.CRITICAL)
     logging.getLogger("aiormq").setLevel(max(logging.ERROR, logging.getLogger().level))
 
 

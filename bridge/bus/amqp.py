@@ -9,6 +9,7 @@ consumer gets its own channel so its prefetch applies to it alone.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ import aiormq
 from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
@@ -124,6 +126,11 @@ class AmqpBus:
         self._decl: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._subs: list[_AmqpSubscription] = []
+        # How each queue was declared: a consumer's channel redeclares it the same way, so
+        # aio-pika's robust channel restores queue and consumer together after a reconnect.
+        self._declared: dict[str, dict[str, Any]] = {}
+        self._queues: dict[str, AbstractQueue] = {}
+        self._on_lost: Any = None
 
     @classmethod
     async def connect(cls, url: str, *, name: str, retry_seconds: float = 30.0) -> AmqpBus:
@@ -161,7 +168,17 @@ class AmqpBus:
             )
             raise BrokerUnavailable(msg) from exc
         assert conn is not None
+
+        def lost(_conn: object, exc: BaseException | None = None) -> None:
+            log.warning("RabbitMQ connection to %s lost (%s); reconnecting", where, exc)
+
+        def restored(_conn: object) -> None:
+            log.warning("RabbitMQ connection to %s restored", where)
+
+        conn.close_callbacks.add(lost)
+        conn.reconnect_callbacks.add(restored)
         bus = cls(conn)
+        bus._on_lost = lost
         bus._pub = await conn.channel(publisher_confirms=True, on_return_raises=True)
         bus._decl = await conn.channel()
         return bus
@@ -193,24 +210,36 @@ class AmqpBus:
         auto_delete: bool = False,
         arguments: Mapping[str, Any] | None = None,
     ) -> str:
+        # Our own names for private queues: server-named ("amq.gen-") queues cannot be
+        # redeclared by name on another channel or after a reconnect.
+        name = name or f"openqq-bridge.private.{uuid.uuid4().hex}"
+        kwargs: dict[str, Any] = {
+            "durable": not exclusive,
+            "exclusive": exclusive,
+            "auto_delete": auto_delete,
+            "arguments": dict(arguments or {}),
+        }
         try:
-            q = await self._declare_channel.declare_queue(
-                name or None,
-                durable=not exclusive,
-                exclusive=exclusive,
-                auto_delete=auto_delete,
-                arguments=dict(arguments or {}),
-            )
+            q = await self._declare_channel.declare_queue(name, **kwargs)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             msg = (
                 f"queue {name!r} exists on the broker with other arguments ({exc});"
                 " delete it or match its settings (queue_type)"
             )
             raise ConfigError(msg) from exc
+        self._declared[name] = kwargs
+        self._queues[name] = q
         return q.name
 
+    async def _queue_on(self, channel: AbstractRobustChannel, name: str) -> AbstractQueue:
+        kwargs = self._declared.get(name)
+        if kwargs is None:
+            return await channel.declare_queue(name, passive=True)
+        return await channel.declare_queue(name, **kwargs)
+
     async def bind(self, queue: str, exchange: str, routing_key: str) -> None:
-        q = await self._declare_channel.get_queue(queue, ensure=False)
+        q = self._queues.get(queue) or await self._queue_on(self._declare_channel, queue)
+        # A robust queue remembers its bindings and restores them after a reconnect.
         await q.bind(exchange, routing_key)
 
     async def _exchange(self, name: str) -> AbstractExchange:
@@ -260,7 +289,7 @@ class AmqpBus:
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Subscription:
         ch: AbstractRobustChannel = await self._conn.channel()
         await ch.set_qos(prefetch_count=prefetch)
-        q = await ch.get_queue(queue, ensure=False)
+        q = await self._queue_on(ch, queue)
 
         async def on_message(msg: AbstractIncomingMessage) -> None:
             await handler(_AmqpDelivery(msg))
@@ -271,6 +300,8 @@ class AmqpBus:
         return sub
 
     async def delete_queue(self, name: str) -> None:
+        self._declared.pop(name, None)
+        self._queues.pop(name, None)
         await self._declare_channel.queue_delete(name)
 
     async def delete_exchange(self, name: str) -> None:
@@ -286,4 +317,7 @@ class AmqpBus:
         for ch in (self._pub, self._decl):
             if ch is not None and not ch.is_closed:
                 await ch.close()
+        if self._on_lost is not None:
+            # Closing on purpose is not a lost connection.
+            self._conn.close_callbacks.discard(self._on_lost)
         await self._conn.close()
