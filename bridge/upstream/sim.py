@@ -14,10 +14,10 @@ import base64
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -72,6 +72,19 @@ def _mime_base64(data: bytes) -> str:
     # Perl's MIME::Base64: a newline every 76 characters and at the end.
     b64 = base64.b64encode(data).decode()
     return "".join(b64[i : i + 76] + "\n" for i in range(0, len(b64), 76))
+
+
+_C = TypeVar("_C", Friend, Group, GroupMember, Discuss, DiscussMember)
+
+
+def _pick(items: Iterable[_C], oid: object, uid: int | None, what: str, missing: str) -> _C:
+    """The first contact whose given id and uid (at least one) both match; NotFound else."""
+    if oid is not None or uid is not None:
+        for item in items:
+            if oid in (None, item.id) and uid in (None, getattr(item, "uid", None)):
+                return item
+    msg = f"{what} {uid if uid is not None else oid} {missing}"
+    raise NotFound(msg)
 
 
 def _replace_prop(obj: Any, prop: str, value: object) -> Any:
@@ -239,49 +252,21 @@ class SimulatedAccount:
 
     # --- inbound (inject) ----------------------------------------------------------------
     def _group(self, gid: int | None, guid: int | None) -> Group:
-        for g in self.world.groups.values():
-            if (gid is not None or guid is not None) and (
-                gid in (None, g.id) and guid in (None, g.uid)
-            ):
-                return g
-        msg = f"group {guid if guid is not None else gid} not found"
-        raise NotFound(msg)
+        return _pick(self.world.groups.values(), gid, guid, "group", "not found")
 
     @staticmethod
     def _member(group: Group, mid: int | None, muid: int | None) -> GroupMember:
-        for m in group.member:
-            if (mid is not None or muid is not None) and (
-                mid in (None, m.id) and muid in (None, m.uid)
-            ):
-                return m
-        msg = f"member {muid if muid is not None else mid} not in group {group.uid}"
-        raise NotFound(msg)
+        return _pick(group.member, mid, muid, "member", f"not in group {group.uid}")
 
     def _friend(self, fid: int | None, fuid: int | None) -> Friend:
-        for f in self.world.friends.values():
-            if (fid is not None or fuid is not None) and (
-                fid in (None, f.id) and fuid in (None, f.uid)
-            ):
-                return f
-        msg = f"friend {fuid if fuid is not None else fid} not found"
-        raise NotFound(msg)
+        return _pick(self.world.friends.values(), fid, fuid, "friend", "not found")
 
     def _discuss(self, did: int) -> Discuss:
-        d = self.world.discusses.get(did)
-        if d is None:
-            msg = f"discuss {did} not found"
-            raise NotFound(msg)
-        return d
+        return _pick(self.world.discusses.values(), did, None, "discuss", "not found")
 
     @staticmethod
     def _discuss_member(d: Discuss, mid: str | None, muid: int | None) -> DiscussMember:
-        for m in d.member:
-            if (mid is not None or muid is not None) and (
-                mid in (None, m.id) and muid in (None, m.uid)
-            ):
-                return m
-        msg = f"member {muid if muid is not None else mid} not in discuss {d.id}"
-        raise NotFound(msg)
+        return _pick(d.member, mid, muid, "member", f"not in discuss {d.id}")
 
     def _my_name_in(self, g: Group) -> str:
         me = next((m for m in g.member if m.id == self.world.user.id), None)
