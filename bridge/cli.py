@@ -11,12 +11,14 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bridge import __version__
+from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
+from bridge.bus.topology import declare_exchanges
 from bridge.clientfiles import ClientFiles
 from bridge.config import HELP, Settings, env_name, load_settings, parse_hostport
 from bridge.core.routing import Names
@@ -38,10 +40,11 @@ messages and events become topics on <namespace>.events, and commands on
 <namespace>.commands become sends, kicks, mutes and reads.
 
 commands:
-  run      bridge (+ HTTP adapter once available) in one process; with AMQP_URL unset it
-           uses the embedded in-memory bus: works on a fresh machine with nothing else
+  run      bridge and Openqq HTTP API in one process; with AMQP_URL unset it uses the
+           embedded in-memory bus: works on a fresh machine with nothing else
   bridge   the bridge alone, on RabbitMQ (AMQP_URL required); one process per account
-  schemas  write (or --check) the JSON Schemas and AsyncAPI document of the bus contract
+  adapter  the Openqq HTTP API alone, on RabbitMQ (AMQP_URL required); run any number
+  schemas  write (or --check) the JSON Schemas, AsyncAPI and OpenAPI documents
 """
 
 
@@ -74,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     for name, text in (
-        ("run", "bridge and adapters in one process (embedded bus without AMQP_URL)"),
+        ("run", "bridge and HTTP API in one process (embedded bus without AMQP_URL)"),
         ("bridge", "the bridge alone, on RabbitMQ"),
+        ("adapter", "the Openqq HTTP API alone, on RabbitMQ"),
     ):
         sub.add_parser(
             name,
@@ -114,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return schemas_main(args.out, check=args.check)
     try:
         settings = load_settings(getattr(args, "config", None))
-        if args.cmd == "bridge" and not settings.amqp_url:
+        if args.cmd in ("bridge", "adapter") and not settings.amqp_url:
             msg = (
-                "setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge bridge`;"
+                f"setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge {args.cmd}`;"
                 " `openqq-bridge run` uses the embedded bus"
             )
             raise ConfigError(msg)
@@ -125,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     _setup_logging(settings.log_level)
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, args.cmd))
     except KeyboardInterrupt:
         return 0
 
@@ -163,8 +167,77 @@ def bridge_options(settings: Settings) -> BridgeOptions:
     )
 
 
-async def serve(settings: Settings) -> int:
-    """Run the bridge until SIGINT/SIGTERM or stop_client; return the exit code."""
+def adapter_options(settings: Settings) -> AdapterOptions:
+    """HTTP adapter options from settings."""
+    return AdapterOptions(
+        account=settings.account,
+        listen=parse_hostport(settings.listen, "listen"),
+        access_token=settings.access_token,
+        max_request_bytes=settings.max_request_bytes,
+        rpc_timeout=settings.rpc_timeout,
+        shutup_unit=settings.shutup_unit,
+        check_event_size=settings.check_event_list_max_size,
+        check_event_timeout=settings.check_event_timeout,
+        post_api=settings.post_api,
+        post_event=settings.post_event,
+        post_event_list=tuple(settings.post_event_list),
+        post_stdout=settings.post_stdout,
+        post_api_retry_seconds=settings.post_api_retry_seconds,
+        post_api_timeout=settings.post_api_timeout,
+        poll_api=settings.poll_api,
+        poll_interval=settings.poll_interval,
+    )
+
+
+async def _connect(settings: Settings, role: str) -> Bus:
+    if not settings.amqp_url:
+        log.info("AMQP_URL unset: using the embedded in-memory bus")
+        return MemoryBus()
+    log.info("connecting to RabbitMQ at %s", redact(settings.amqp_url))
+    return await AmqpBus.connect(
+        settings.amqp_url,
+        name=f"openqq-bridge {role} {settings.namespace}/{settings.account}",
+        retry_seconds=settings.connect_retry_seconds,
+    )
+
+
+async def serve(settings: Settings, role: str = "run") -> int:
+    """Run the role until SIGINT/SIGTERM (or stop_client); return the exit code."""
+    try:
+        if role == "adapter":
+            await _serve_adapter(settings)
+        else:
+            return await _serve_bridge(settings, with_adapter=role == "run")
+    except BrokerUnavailable as exc:
+        log.error("%s", exc)
+        return EXIT_BROKER
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        return EXIT_CONFIG
+    return 0
+
+
+def _on_signals(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+async def _serve_adapter(settings: Settings) -> None:
+    bus = await _connect(settings, "adapter")
+    adapter = OpenqqAdapter(bus, Names(settings.namespace), adapter_options(settings))
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    try:
+        await adapter.start()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await adapter.stop()
+        await bus.close()
+
+
+async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     names = Names(settings.namespace)
     files = ClientFiles(
         settings.data_dir,
@@ -176,25 +249,14 @@ async def serve(settings: Settings) -> int:
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_RUNNING
-    except ConfigError as exc:
-        log.error("config error: %s", exc)
-        return EXIT_CONFIG
     store = DoneStore(
         settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite",
         ttl=settings.idempotency_hours * 3600,
     )
     bus: Bus | None = None
+    adapter: OpenqqAdapter | None = None
     try:
-        if settings.amqp_url:
-            log.info("connecting to RabbitMQ at %s", redact(settings.amqp_url))
-            bus = await AmqpBus.connect(
-                settings.amqp_url,
-                name=f"openqq-bridge {settings.namespace}/{settings.account}",
-                retry_seconds=settings.connect_retry_seconds,
-            )
-        else:
-            log.info("AMQP_URL unset: using the embedded in-memory bus")
-            bus = MemoryBus()
+        bus = await _connect(settings, "bridge")
         bridge = Bridge(
             bus,
             names,
@@ -204,18 +266,18 @@ async def serve(settings: Settings) -> int:
             files=files,
             show=show if settings.show_message else None,
         )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, bridge.request_stop)
+        _on_signals(bridge.request_stop)
+        if with_adapter:
+            # The adapter reaches the bridge only through the bus, even in one process.
+            adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
+            adapter = OpenqqAdapter(adapter_bus, names, adapter_options(settings))
+            await declare_exchanges(bus, names)
+            await adapter.start()
         await bridge.run()
         log.info("stopped")
-    except BrokerUnavailable as exc:
-        log.error("%s", exc)
-        return EXIT_BROKER
-    except ConfigError as exc:
-        log.error("config error: %s", exc)
-        return EXIT_CONFIG
     finally:
+        if adapter is not None:
+            await adapter.stop()
         if bus is not None:
             await bus.close()
         store.close()

@@ -16,10 +16,25 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from bridge.core.events import EVENT_TYPES
 from bridge.core.routing import valid_name
 from bridge.errors import ConfigError
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+EVENT_NAMES = tuple(k.split(".", 1)[1] for k in EVENT_TYPES if k.startswith("event."))
+#: The original's default post_event_list.
+DEFAULT_EVENTS = (
+    "login",
+    "stop",
+    "state_change",
+    "input_qrcode",
+    "new_group",
+    "new_friend",
+    "new_group_member",
+    "lose_group",
+    "lose_friend",
+    "lose_group_member",
+)
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 
 
@@ -49,12 +64,29 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     sim_members: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     sim_load_rate: Seconds = 0.0
     sim_load_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    listen: str = "127.0.0.1:5000"
+    access_token: str | None = None
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
+    rpc_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    shutup_unit: Literal["seconds", "minutes"] = "seconds"
+    check_event_list_max_size: PositiveInt = 20
+    check_event_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    post_api: str | None = None
+    post_event: bool = True
+    post_event_list: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EVENTS))
+    post_stdout: bool = False
+    post_api_retry_seconds: Seconds = 600.0
+    post_api_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    poll_api: str | None = None
+    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
     def __repr__(self) -> str:
         """Like the default, with the broker password hidden."""
         fields = {f: getattr(self, f) for f in self.__struct_fields__}
         if self.amqp_url:
             fields["amqp_url"] = _redact_url(self.amqp_url)
+        if self.access_token:
+            fields["access_token"] = "***"  # noqa: S105 - the mask, not a password
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @property
@@ -88,6 +120,21 @@ HELP: dict[str, str] = {
     "sim_members": "members of each generated group",
     "sim_load_rate": "group messages per second the simulated account generates",
     "sim_load_seconds": "how long the generated load lasts",
+    "listen": "host:port of the Openqq HTTP API (/openqq/*)",
+    "access_token": "token the HTTP API requires (access_token param or Bearer header)",
+    "max_request_bytes": "largest HTTP request body the API accepts",
+    "rpc_timeout": "seconds the HTTP API waits for the bridge's reply",
+    "shutup_unit": "unit of shutup_group_member's time: seconds (seed doc) or minutes",
+    "check_event_list_max_size": "items the check_event buffer keeps",
+    "check_event_timeout": "seconds a check_event long poll waits",
+    "post_api": "URL every message and listed event is POSTed to",
+    "post_event": "also report events (true/false)",
+    "post_event_list": "events reported and recorded, comma-separated",
+    "post_stdout": "print each reported item as a JSON line on stdout",
+    "post_api_retry_seconds": "how long a report is retried before dead-lettered",
+    "post_api_timeout": "seconds one post_api request may take",
+    "poll_api": "URL of the poll_api heartbeat (redirects are followed)",
+    "poll_interval": "seconds between poll_api requests",
 }
 
 
@@ -97,6 +144,9 @@ def _redact_url(url: str) -> str:
     if not at or ":" not in creds:
         return url
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+_LISTS = frozenset({"post_event_list"})
 
 
 def env_name(field: str) -> str:
@@ -138,7 +188,10 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     for field in HELP:
         name = env_name(field)
         if name in env and env[name] != "":
-            raw[field] = env[name]
+            text = env[name]
+            raw[field] = (
+                [v.strip() for v in text.split(",") if v.strip()] if field in _LISTS else text
+            )
             origin[field] = f"environment {name}"
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
@@ -174,3 +227,16 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         msg = f"setting 'amqp_url' ({where('amqp_url')}): must start with amqp:// or amqps://"
         raise ConfigError(msg)
     parse_hostport(s.sim_listen, "sim_listen")
+    parse_hostport(s.listen, "listen")
+    for field in ("post_api", "poll_api"):
+        url = getattr(s, field)
+        if url is not None and not url.startswith(("http://", "https://")):
+            msg = f"setting {field!r} ({where(field)}): must be an http:// or https:// URL"
+            raise ConfigError(msg)
+    unknown = [n for n in s.post_event_list if n not in EVENT_NAMES]
+    if unknown:
+        msg = (
+            f"setting 'post_event_list' ({where('post_event_list')}): unknown event(s)"
+            f" {', '.join(unknown)}; known: {', '.join(EVENT_NAMES)}"
+        )
+        raise ConfigError(msg)

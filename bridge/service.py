@@ -311,7 +311,7 @@ class Bridge:
         status = "发送成功" if out.ok else "发送失败"
         return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=status)
 
-    def _sent(self, out: SendOutcome) -> dict[str, Any]:
+    def _sent(self, out: SendOutcome, origin: str) -> dict[str, Any]:
         user = self.contacts.user
         assert user is not None
         return {
@@ -322,6 +322,7 @@ class Bridge:
             "info": out.info,
             "ttl": out.ttl,
             "msg": "发送成功" if out.ok else "发送失败",
+            "from_": origin,
             "sender": user.name,
             "sender_id": user.id,
             "sender_uid": user.uid,
@@ -345,7 +346,7 @@ class Bridge:
                     ("friend", f.id),
                     lambda: up.send_friend(f, content),
                     lambda out: ev.SentFriendMessage(
-                        **self._sent(out),
+                        **self._sent(out, cmd.from_),
                         receiver=display_name(f),
                         receiver_id=f.id,
                         receiver_uid=f.uid,
@@ -363,7 +364,7 @@ class Bridge:
                     ("group", g.id),
                     lambda: up.send_group(g, content),
                     lambda out: ev.SentGroupMessage(
-                        **{**self._sent(out), "sender": book.own_name_in(g)},
+                        **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
                         group=display_name(g),
                         group_id=g.id,
                         group_uid=g.uid,
@@ -379,7 +380,7 @@ class Bridge:
                     ("discuss", d.id),
                     lambda: up.send_discuss(d, content),
                     lambda out: ev.SentDiscussMessage(
-                        **self._sent(out), discuss=d.name, discuss_id=d.id
+                        **self._sent(out, cmd.from_), discuss=d.name, discuss_id=d.id
                     ),
                 )
 
@@ -396,7 +397,7 @@ class Bridge:
                 ("sess", m.id),
                 lambda: up.send_sess(m, g, content),
                 lambda out: ev.SentSessMessage(
-                    **self._sent(out),
+                    **self._sent(out, cmd.from_),
                     receiver=member_display(m),
                     receiver_id=m.id,
                     receiver_uid=m.uid,
@@ -421,7 +422,7 @@ class Bridge:
                 ("sess", int(dm.id)),
                 lambda: up.send_sess(dm, d, content),
                 lambda out: ev.SentSessMessage(
-                    **self._sent(out),
+                    **self._sent(out, cmd.from_),
                     receiver=dm.name,
                     receiver_id=int(dm.id),
                     receiver_uid=dm.uid,

@@ -242,6 +242,10 @@ class AmqpBus:
         # A robust queue remembers its bindings and restores them after a reconnect.
         await q.bind(exchange, routing_key)
 
+    async def unbind(self, queue: str, exchange: str, routing_key: str) -> None:
+        q = self._queues.get(queue) or await self._queue_on(self._declare_channel, queue)
+        await q.unbind(exchange, routing_key)
+
     async def _exchange(self, name: str) -> AbstractExchange:
         if name == "":
             return self._publish_channel.default_exchange

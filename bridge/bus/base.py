@@ -93,6 +93,9 @@ class Bus(Protocol):
     async def bind(self, queue: str, exchange: str, routing_key: str) -> None:
         """Route messages whose key matches the topic pattern to the queue."""
 
+    async def unbind(self, queue: str, exchange: str, routing_key: str) -> None:
+        """Remove a binding (no error when it does not exist)."""
+
     async def publish(
         self, exchange: str, routing_key: str, message: OutMessage, *, mandatory: bool
     ) -> bool:

@@ -19,14 +19,8 @@ from typing import Any
 
 import msgspec
 
-from bridge.bus.base import (
-    QUEUE_HEADER,
-    REASON_HEADER,
-    Bus,
-    Delivery,
-    OutMessage,
-    Subscription,
-)
+from bridge.bus.base import Bus, Delivery, OutMessage, Subscription
+from bridge.bus.deadletter import dead_letter
 from bridge.core.codec import decode_command, encode
 from bridge.core.commands import (
     CODE_INVALID_COMMAND,
@@ -229,28 +223,7 @@ class CommandServer:
     async def dead_letter(self, d: Delivery, reason: str) -> None:
         """Copy a delivery to ``<ns>.dead`` with the reason, keeping its properties."""
         self.dead_lettered += 1
-        headers = {
-            **d.headers,
-            REASON_HEADER: reason[:1000],
-            QUEUE_HEADER: d.routing_key,
-        }
-        msg = OutMessage(
-            body=d.body,
-            message_id=d.message_id,
-            correlation_id=d.correlation_id,
-            reply_to=d.reply_to,
-            type=d.type,
-            headers=headers,
-            content_type=d.content_type or "application/octet-stream",
-            app_id=d.app_id or "openqq-bridge",
-        )
-        routed = await self._bus.publish(self._names.dead, d.routing_key, msg, mandatory=True)
-        if not routed:
-            log.error(
-                "dead letter of %s had no queue to go to (is %s declared?)",
-                d.routing_key,
-                self._names.dead,
-            )
+        await dead_letter(self._bus, self._names, d, reason, d.routing_key)
 
     async def _reply_raw(self, d: Delivery, body: bytes, name: str) -> None:
         if not d.reply_to:

@@ -257,6 +257,11 @@ class MemoryBus:
         if (routing_key, queue) not in bindings:
             bindings.append((routing_key, queue))
 
+    async def unbind(self, queue: str, exchange: str, routing_key: str) -> None:
+        bindings = self.broker.exchanges.get(exchange, [])
+        if (routing_key, queue) in bindings:
+            bindings.remove((routing_key, queue))
+
     async def publish(
         self, exchange: str, routing_key: str, message: OutMessage, *, mandatory: bool
     ) -> bool:

@@ -21,6 +21,10 @@ Content = Annotated[str, msgspec.Meta(max_length=16384, description="message tex
 Name = Annotated[str, msgspec.Meta(max_length=256)]
 Members = Annotated[list[QQ], msgspec.Meta(max_length=2000)]
 Criterion = str | int | None
+Origin = Annotated[
+    Literal["api", "code"],
+    msgspec.Meta(description='"code" marks an automatic reply (post_api); reported as "from"'),
+]
 
 
 class _Command(msgspec.Struct, kw_only=True, frozen=True, tag_field="command"):
@@ -36,6 +40,7 @@ class SendFriendMessage(_Command, kw_only=True, frozen=True, tag="send_friend_me
     name: Name | None = None
     displayname: Name | None = None
     content: Content
+    from_: Origin = msgspec.field(default="api", name="from")
 
 
 class SendGroupMessage(_Command, kw_only=True, frozen=True, tag="send_group_message"):
@@ -47,6 +52,7 @@ class SendGroupMessage(_Command, kw_only=True, frozen=True, tag="send_group_mess
     name: Name | None = None
     displayname: Name | None = None
     content: Content
+    from_: Origin = msgspec.field(default="api", name="from")
 
 
 class SendDiscussMessage(_Command, kw_only=True, frozen=True, tag="send_discuss_message"):
@@ -55,6 +61,7 @@ class SendDiscussMessage(_Command, kw_only=True, frozen=True, tag="send_discuss_
     QUEUE = "send"
     id: QQ | None = None
     content: Content
+    from_: Origin = msgspec.field(default="api", name="from")
 
 
 class SendSessMessage(_Command, kw_only=True, frozen=True, tag="send_sess_message"):
@@ -67,6 +74,7 @@ class SendSessMessage(_Command, kw_only=True, frozen=True, tag="send_sess_messag
     id: QQ | None = None
     uid: QQ | None = None
     content: Content
+    from_: Origin = msgspec.field(default="api", name="from")
 
 
 class KickGroupMember(_Command, kw_only=True, frozen=True, tag="kick_group_member"):

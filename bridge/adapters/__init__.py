@@ -1,0 +1,1 @@
+"""Adapters on top of the bus: they reach the bridges only through commands and events."""

@@ -1,0 +1,1 @@
+"""The Openqq HTTP API (Mojo::Webqq compatible) served from the bus."""

@@ -1,0 +1,165 @@
+"""The ``/openqq/*`` HTTP API on the bus (reference/openqq-spec.md §1-§5).
+
+Transport rules apply to every request: parameters from query and form bodies; the access
+token checked first (also for OPTIONS and unknown paths); OPTIONS preflight; ``api not found``
+(403) for unknown paths and methods; ``Access-Control-Allow-Origin: *`` on every response;
+JSON errors with HTTP 200; JSONP with ``datatype=jsonp``. Sends, kicks, mutes and control go
+to the bridge as commands (RPC); reads and async lookups are served from the contact replica.
+Where the original hangs or crashes, the answer is a clear JSON error (README lists each).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+
+from bridge.adapters.openqq.check_event import EventBuffer
+from bridge.adapters.openqq.jsonfmt import dumps, legacy
+from bridge.adapters.openqq.params import BadRequest, Params, last, read_params
+from bridge.adapters.openqq.replica import ContactReplica
+from bridge.adapters.openqq.routes import AUTH_FAILURE, JSON, ROUTES, Answer
+from bridge.bus.rpc import RpcClient
+from bridge.core import commands as c
+from bridge.errors import NoRoute, PublishFailed, RpcTimeout
+
+log = logging.getLogger(__name__)
+
+HTML = "text/html;charset=UTF-8"
+#: Code of an adapter-side failure: the bridge did not answer or is not there.
+CODE_BRIDGE_UNAVAILABLE = -7
+_PATH = re.compile(r"/openqq/([a-z_]+)(?:\.[A-Za-z0-9]+)?/?")
+_CALLBACK = re.compile(r"[A-Za-z_$][0-9A-Za-z_$.]{0,127}")
+CORS_PREFLIGHT = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "OPTIONS, HEAD, GET, POST",
+    "Access-Control-Allow-Headers": (
+        "X-Requested-With, X-Auth-Token, Content-Type, Content-Length, Authorization"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """Behaviour of the HTTP API."""
+
+    account: str = "default"
+    access_token: str | None = None
+    check_event_timeout: float = 30.0
+    rpc_timeout: float = 30.0
+    shutup_unit: Literal["seconds", "minutes"] = "seconds"
+
+
+class OpenqqApi:
+    """Request handling; one per adapter."""
+
+    def __init__(
+        self,
+        rpc: RpcClient,
+        replica: ContactReplica,
+        buffer: EventBuffer,
+        options: ApiOptions,
+    ) -> None:
+        self.rpc = rpc
+        self.replica = replica
+        self.buffer = buffer
+        self.opts = options
+
+    # --- transport ------------------------------------------------------------------------
+    def app(self, max_request_bytes: int = 1 << 20) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(client_max_size=max_request_bytes)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_response_prepare.append(_cors)
+        return app
+
+    def _authorized(self, params: Params, request: web.Request) -> bool:
+        token = self.opts.access_token
+        if not token:
+            return True
+        given = last(params, "access_token")
+        header = request.headers.get("Authorization", "")
+        if given is None and header[:7].lower() == "bearer ":
+            given = header[7:].strip()
+        # Constant time: a timing difference must not reveal a prefix of the token.
+        return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        """Every request: parameters, auth, OPTIONS, routing, JSONP."""
+        try:
+            params = await read_params(request)
+        except BadRequest as exc:
+            return web.Response(
+                status=400, body=dumps(c.StatusReply(code=400, status=str(exc))), content_type=JSON
+            )
+        if not self._authorized(params, request):
+            log.warning("auth failure from %s on %s", request.remote, request.path)
+            return self._render(params, Answer(AUTH_FAILURE))
+        if request.method == "OPTIONS":
+            return web.Response(status=200, headers=CORS_PREFLIGHT)
+        match = _PATH.fullmatch(request.path)
+        entry = ROUTES.get(match.group(1)) if match else None
+        if request.path == "/":
+            answer = Answer(b"Page not found", HTML, 404)
+        elif entry is None or request.method not in entry[0]:
+            answer = Answer(b"api not found", HTML, 403)
+        else:
+            answer = await entry[1](self, params, request)
+        return self._render(params, answer)
+
+    @staticmethod
+    def _render(params: Params, answer: Answer) -> web.Response:
+        body = answer.body
+        if last(params, "datatype") == "jsonp":
+            callback = last(params, "callback") or ""
+            # The original inserts the callback unescaped; only a JS name is let through.
+            if not _CALLBACK.fullmatch(callback):
+                callback = f"jsoncallback{int(time.time())}"
+            body = callback.encode() + b"(" + body + b")"
+        return web.Response(
+            status=answer.status, body=body, headers={"Content-Type": answer.content_type}
+        )
+
+    # --- calls to the bridge --------------------------------------------------------------
+    async def call(self, cmd: c.Command) -> bytes:
+        """The legacy bytes of the bridge's reply, or an error reply of the right shape."""
+        try:
+            return legacy(
+                await self.rpc.call(self.opts.account, cmd, timeout=self.opts.rpc_timeout)
+            )
+        except (RpcTimeout, NoRoute, PublishFailed, ConnectionError) as exc:
+            reason = (
+                f"no answer from the bridge within {self.opts.rpc_timeout:g}s (the command may"
+                " still run)"
+                if isinstance(exc, RpcTimeout)
+                else f"bridge unavailable: {exc}"
+            )
+            log.warning("%s for account %s: %s", c.command_name(cmd), self.opts.account, reason)
+            if cmd.QUEUE == "send":
+                return dumps(c.send_failure(reason))
+            return dumps(c.StatusReply(code=CODE_BRIDGE_UNAVAILABLE, status=reason))
+
+    async def cast(self, cmd: c.Command) -> bytes | None:
+        """Send without waiting; an error reply when the bridge is not there."""
+        try:
+            await self.rpc.cast(self.opts.account, cmd)
+        except (NoRoute, PublishFailed, ConnectionError) as exc:
+            return dumps(c.send_failure(f"bridge unavailable: {exc}"))
+        return None
+
+    async def group_exists(self, crit: dict[str, Any]) -> bool:
+        """Whether the group exists (replica, else the bridge), to order error answers."""
+        if self.replica.ready.is_set():
+            return self.replica.book.find_group(**crit) is not None
+        found = await self.call(c.SearchGroup(**crit))
+        return found.startswith(b"[")
+
+
+async def _cors(_request: web.Request, response: web.StreamResponse) -> None:
+    # On every response, aiohttp's own errors (413, 400) included.
+    response.headers["Access-Control-Allow-Origin"] = "*"
