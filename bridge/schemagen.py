@@ -1,4 +1,4 @@
-"""Generates schemas/: JSON Schema of every bus body and the AsyncAPI 3 document.
+"""Generates schemas/: JSON Schema of every bus body, AsyncAPI 3 and OpenAPI 3.1 documents.
 
 ``openqq-bridge schemas`` writes the files; ``--check`` (and tests/test_schemas.py) fails
 when the committed files differ from what the code generates, so the contract cannot drift.
@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from bridge import __version__
+from bridge.adapters.openqq.openapi import openapi
 from bridge.core.commands import COMMAND_TYPES, REPLY_TYPES, command_name
 from bridge.core.events import EVENT_TYPES
 
@@ -147,6 +148,34 @@ def asyncapi() -> dict[str, Any]:
                 }
             },
         }
+    channels["post_api"] = {
+        "address": "{post_type}.{type}.{account}",
+        "description": (
+            "Queue <namespace>.<account>.post_api of the HTTP adapter (durable, single active"
+            " consumer, dead letters to <namespace>.dead): bound to the events exchange with"
+            " receive_message.*.<account>, send_message.*.<account> and"
+            " event.<name>.<account> for each name in post_event_list. Declared only when"
+            " post_api is set."
+        ),
+        "parameters": {
+            "post_type": {"enum": ["receive_message", "send_message", "event"]},
+            "type": {"description": "message type or event name"},
+            "account": params["account"],
+        },
+        "bindings": {
+            "amqp": {
+                "is": "queue",
+                "queue": {
+                    "name": "<namespace>.<account>.post_api",
+                    "durable": True,
+                    "exclusive": False,
+                    "autoDelete": False,
+                    "vhost": "/",
+                },
+                "bindingVersion": "0.3.0",
+            }
+        },
+    }
     channels["dead"] = {
         "address": "{queue}.{account}",
         "description": (
@@ -198,6 +227,7 @@ def generate() -> dict[str, bytes]:
     """Every file of schemas/, by relative path."""
     files = {path: _dump(s) for path, s in {**event_schemas(), **command_schemas()}.items()}
     files["asyncapi.json"] = _dump(asyncapi())
+    files["openapi.json"] = _dump(openapi())
     return files
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter
 from bridge.bus.amqp import AmqpBus
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
@@ -58,7 +59,8 @@ async def delete_namespace(url: str, ns: str, accounts: tuple[str, ...] = (ACCOU
     try:
         for account in accounts:
             for queue in [names.command_queue(account, k) for k in QUEUE_KINDS] + [
-                names.dead_queue(account)
+                names.dead_queue(account),
+                f"{ns}.{account}.post_api",
             ]:
                 ch = await conn.channel()
                 await ch.queue_delete(queue)
@@ -135,6 +137,30 @@ async def running_bridge(
         bridge.request_stop()
         async with asyncio.timeout(15):
             await task
+
+
+@asynccontextmanager
+async def running_adapter(
+    bus: Bus, ns: str, *, wait_replica: bool = True, **options: object
+) -> AsyncIterator[OpenqqAdapter]:
+    """An Openqq HTTP adapter on a free port, talking to ``ns`` over ``bus``."""
+    opts = AdapterOptions(account=ACCOUNT, listen=("127.0.0.1", 0), **options)  # type: ignore[arg-type]
+    adapter = OpenqqAdapter(bus, Names(ns), opts)
+    await adapter.start()
+    try:
+        if wait_replica:
+            async with asyncio.timeout(10):
+                await adapter.replica.ready.wait()
+        yield adapter
+    finally:
+        await adapter.stop()
+
+
+def api_url(adapter: OpenqqAdapter, path: str) -> str:
+    """URL of an adapter endpoint."""
+    assert adapter.bound is not None
+    host, port = adapter.bound
+    return f"http://{host}:{port}{path}"
 
 
 def sim_url(sim: SimulatedAccount, path: str) -> str:

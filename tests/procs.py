@@ -25,6 +25,7 @@ def bridge_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         OPENQQ_TMPDIR=str(tmp_path),
         OPENQQ_SIM_LOGIN_DELAY="0",
         OPENQQ_SIM_LISTEN=f"127.0.0.1:{free_port()}",
+        OPENQQ_LISTEN=f"127.0.0.1:{free_port()}",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

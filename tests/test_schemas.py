@@ -65,9 +65,22 @@ def test_asyncapi_lists_every_channel_and_message():
         "commands_query",
         "commands_control",
         "dead",
+        "post_api",
     }
     messages = doc["components"]["messages"]
     assert {m["name"] for m in messages.values()} >= set(ev.EVENT_TYPES)
     for m in messages.values():
         ref = m["payload"]["$ref"].rsplit("/", 1)[1]
         assert ref in doc["components"]["schemas"]
+
+
+def test_openapi_document_is_valid_and_lists_every_endpoint():
+    from openapi_spec_validator import validate
+
+    from bridge.adapters.openqq.routes import ROUTES
+
+    doc = msgspec.json.decode((ROOT / "openapi.json").read_bytes())
+    validate(doc)
+    assert {p.removeprefix("/openqq/") for p in doc["paths"]} == set(ROUTES)
+    assert "post" not in doc["paths"]["/openqq/get_user_info"]
+    assert "post" in doc["paths"]["/openqq/send_group_message"]

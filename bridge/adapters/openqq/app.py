@@ -21,7 +21,7 @@ from aiohttp import web
 
 from bridge.adapters.openqq.check_event import EventBuffer
 from bridge.adapters.openqq.jsonfmt import dumps, legacy
-from bridge.adapters.openqq.params import BadRequest, Params, last, read_params
+from bridge.adapters.openqq.params import BadRequest, Params, TooLarge, last, read_params
 from bridge.adapters.openqq.replica import ContactReplica
 from bridge.adapters.openqq.routes import AUTH_FAILURE, JSON, ROUTES, Answer
 from bridge.bus.rpc import RpcClient
@@ -53,6 +53,7 @@ class ApiOptions:
     check_event_timeout: float = 30.0
     rpc_timeout: float = 30.0
     shutup_unit: Literal["seconds", "minutes"] = "seconds"
+    max_request_bytes: int = 1 << 20
 
 
 class OpenqqApi:
@@ -71,9 +72,9 @@ class OpenqqApi:
         self.opts = options
 
     # --- transport ------------------------------------------------------------------------
-    def app(self, max_request_bytes: int = 1 << 20) -> web.Application:
+    def app(self) -> web.Application:
         """The aiohttp application."""
-        app = web.Application(client_max_size=max_request_bytes)
+        app = web.Application(client_max_size=self.opts.max_request_bytes)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_response_prepare.append(_cors)
         return app
@@ -92,10 +93,13 @@ class OpenqqApi:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """Every request: parameters, auth, OPTIONS, routing, JSONP."""
         try:
-            params = await read_params(request)
+            params = await read_params(request, max_bytes=self.opts.max_request_bytes)
         except BadRequest as exc:
+            code = 413 if isinstance(exc, TooLarge) else 400
             return web.Response(
-                status=400, body=dumps(c.StatusReply(code=400, status=str(exc))), content_type=JSON
+                status=code,
+                body=dumps(c.StatusReply(code=code, status=str(exc))),
+                headers={"Content-Type": JSON, "Connection": "close"},
             )
         if not self._authorized(params, request):
             log.warning("auth failure from %s on %s", request.remote, request.path)

@@ -8,6 +8,7 @@ valid in it become U+FFFD, so they never match and never crash.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import re
 from collections.abc import Iterable
@@ -49,20 +50,40 @@ def _charset(request: web.Request) -> str:
         return "utf-8"
 
 
-async def read_params(request: web.Request) -> Params:
-    """Body pairs, then query pairs, by name."""
+class TooLarge(BadRequest):
+    """The body is larger than the limit (HTTP 413)."""
+
+
+async def read_params(request: web.Request, *, max_bytes: int, timeout: float = 30.0) -> Params:  # noqa: ASYNC109
+    """Body pairs, then query pairs, by name.
+
+    A body announced larger than ``max_bytes`` is refused before it is read; a body that does
+    not arrive within ``timeout`` seconds is refused too (a client must not hold a handler).
+    """
     pairs: list[tuple[str, str]] = []
+    form = None
     ctype = request.content_type
-    if request.can_read_body:
-        if ctype == "application/x-www-form-urlencoded":
-            raw = await request.read()
-            pairs += _pairs(raw.decode("latin-1"), _charset(request))
-        elif ctype == "multipart/form-data":
-            try:
-                form = await request.post()
-            except ValueError as exc:
-                msg = f"unreadable multipart body: {exc}"
-                raise BadRequest(msg) from exc
+    if request.content_length is not None and request.content_length > max_bytes:
+        msg = f"request body of {request.content_length} bytes is over the {max_bytes} limit"
+        raise TooLarge(msg)
+    if request.can_read_body and ctype in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        try:
+            async with asyncio.timeout(timeout):
+                if ctype == "application/x-www-form-urlencoded":
+                    raw = await request.read()
+                    pairs += _pairs(raw.decode("latin-1"), _charset(request))
+                else:
+                    form = await request.post()
+        except TimeoutError as exc:
+            msg = f"request body not received within {timeout:g}s"
+            raise BadRequest(msg) from exc
+        except ValueError as exc:
+            msg = f"unreadable body: {exc}"
+            raise BadRequest(msg) from exc
+        if form is not None:
             for k, v in form.items():
                 # A file part stands for its file name, as a text field would.
                 pairs.append((k, v if isinstance(v, str) else getattr(v, "filename", "") or ""))

@@ -74,6 +74,8 @@ class PostApiOptions:
     post_event_list: Sequence[str] = DEFAULT_EVENTS
     retry_seconds: float = 600.0
     timeout: float = 120.0
+    #: First backoff in seconds; it doubles (with jitter) up to 30 s.
+    retry_wait: float = 0.5
 
 
 class PostApiForwarder:
@@ -169,7 +171,9 @@ class PostApiForwarder:
 
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(self.opts.retry_seconds),
-            wait=wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5),
+            wait=wait_exponential_jitter(
+                multiplier=self.opts.retry_wait, max=30.0, jitter=self.opts.retry_wait
+            ),
             retry=retry_if_exception_type(Retryable),
             before_sleep=before_sleep,
             reraise=True,

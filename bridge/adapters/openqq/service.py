@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 #: Events check_event records (when listed in post_event_list): never login/stop/state/QR.
 RECORDABLE_PREFIXES = ("new_", "lose_")
 RECORDABLE_SUFFIX = "_property_change"
+MAX_LINE = 64 * 1024
+MAX_FIELD = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class AdapterOptions:
     post_stdout: bool = False
     post_api_retry_seconds: float = 600.0
     post_api_timeout: float = 120.0
+    post_api_retry_wait: float = 0.5
     poll_api: str | None = None
     poll_interval: float = 5.0
 
@@ -96,6 +99,7 @@ class OpenqqAdapter:
                 check_event_timeout=opts.check_event_timeout,
                 rpc_timeout=opts.rpc_timeout,
                 shutup_unit=opts.shutup_unit,
+                max_request_bytes=opts.max_request_bytes,
             ),
         )
         self.forwarder: PostApiForwarder | None = None
@@ -130,6 +134,7 @@ class OpenqqAdapter:
                     post_event_list=self.opts.post_event_list,
                     retry_seconds=self.opts.post_api_retry_seconds,
                     timeout=self.opts.post_api_timeout,
+                    retry_wait=self.opts.post_api_retry_wait,
                 ),
                 self._cast,
             )
@@ -141,7 +146,12 @@ class OpenqqAdapter:
     async def _listen(self) -> None:
         host, port = self.opts.listen
         self._runner = web.AppRunner(
-            self.api.app(self.opts.max_request_bytes), access_log=None, handle_signals=False
+            self.api.app(),
+            access_log=None,
+            handle_signals=False,
+            # Legacy callers send whole messages in GET query strings.
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_FIELD,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
