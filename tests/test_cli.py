@@ -128,3 +128,61 @@ def test_readme_documents_every_setting():
     for field in HELP:
         assert f"`{field}`" in readme or field in readme, field
         assert env_name(field) in readme, env_name(field)
+
+
+def test_adapter_needs_a_broker(tmp_path):
+    done = run_cli("adapter", env=bridge_env(tmp_path))
+    assert done.returncode == 2
+    assert "`openqq-bridge adapter`" in done.stderr
+
+
+def test_run_serves_the_http_api_and_post_stdout(tmp_path):
+    env = bridge_env(
+        tmp_path, OPENQQ_POST_STDOUT="true", OPENQQ_SHOW_MESSAGE="false", OPENQQ_POST_EVENT="false"
+    )
+    proc = start(["run"], env, tmp_path)
+    try:
+        wait_state(tmp_path, "running", proc)
+        url = f"http://{env['OPENQQ_LISTEN']}/openqq/send_friend_message?uid=456789&content=a%2Fb"
+        deadline = time.monotonic() + 15
+        body = b""
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    body = r.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert body.startswith(b'{"code":0,"id":')
+        time.sleep(0.5)
+    finally:
+        assert stop(proc) == 0, logs(tmp_path)
+    lines = (tmp_path / "stdout.log").read_bytes().splitlines()
+    # post_event=false: messages only; each is the legacy JSON on one line.
+    assert len(lines) == 1
+    assert lines[0].startswith(b'{"class":"send","code":0,"content":"a\\/b"')
+
+
+def test_listening_beyond_loopback_without_token_warns(caplog):
+    import asyncio
+    import logging
+
+    from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter, is_loopback
+    from bridge.bus.memory import MemoryBus
+    from bridge.core.routing import Names
+
+    assert is_loopback("127.0.0.2")
+    assert is_loopback("::1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+
+    async def go() -> None:
+        adapter = OpenqqAdapter(MemoryBus(), Names("t-warn"), AdapterOptions(listen=("0.0.0.0", 0)))
+        await adapter.start()
+        await adapter.stop()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(go())
+    assert "without an access token" in caplog.text
