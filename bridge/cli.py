@@ -21,11 +21,13 @@ from bridge.bus.memory import MemoryBus
 from bridge.bus.topology import declare_exchanges
 from bridge.clientfiles import ClientFiles
 from bridge.config import HELP, Settings, env_name, load_settings, parse_hostport
+from bridge.core.ports import Upstream
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
 from bridge.service import Bridge, BridgeOptions
 from bridge.showmsg import show
 from bridge.store import DoneStore
+from bridge.upstream.onebot.client import OneBotAccount, OneBotSettings
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 
 log = logging.getLogger("bridge")
@@ -35,7 +37,7 @@ EXIT_BROKER = 3
 EXIT_RUNNING = 4
 
 DESCRIPTION = """\
-openqq-bridge connects a QQ account (simulated, or OneBot v11 later) to RabbitMQ:
+openqq-bridge connects a QQ account (simulated, or real through OneBot v11) to RabbitMQ:
 messages and events become topics on <namespace>.events, and commands on
 <namespace>.commands become sends, kicks, mutes and reads.
 
@@ -134,8 +136,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def make_upstream(settings: Settings, files: ClientFiles) -> SimulatedAccount:
+def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
     """The upstream the settings select."""
+    if settings.upstream == "onebot":
+        return OneBotAccount(
+            OneBotSettings(
+                mode=settings.onebot_mode,
+                url=settings.onebot_url,
+                token=settings.onebot_token,
+                listen=parse_hostport(settings.onebot_listen, "onebot_listen"),
+                path=settings.onebot_path,
+                action_timeout=settings.onebot_action_timeout,
+                risk_retcodes=tuple(settings.onebot_risk_retcodes),
+            )
+        )
     listen = parse_hostport(settings.sim_listen, "sim_listen")
     return SimulatedAccount(
         SimSettings(
@@ -151,9 +165,9 @@ def make_upstream(settings: Settings, files: ClientFiles) -> SimulatedAccount:
     )
 
 
-def bridge_options(settings: Settings) -> BridgeOptions:
+def bridge_options(settings: Settings, upstream: Upstream) -> BridgeOptions:
     """Bridge options from settings, with the upstream's default send pacing."""
-    # The simulated account needs no pacing; real accounts get theirs with their upstream.
+    default_global, default_target = upstream.default_pacing
     return BridgeOptions(
         account=settings.account,
         queue_type=settings.queue_type,
@@ -161,8 +175,14 @@ def bridge_options(settings: Settings) -> BridgeOptions:
         event_buffer=settings.event_buffer,
         buffer_wait=settings.buffer_wait,
         ready_wait=settings.ready_wait,
-        send_interval=settings.send_interval or 0.0,
-        send_interval_per_target=settings.send_interval_per_target or 0.0,
+        send_interval=(
+            default_global if settings.send_interval is None else settings.send_interval
+        ),
+        send_interval_per_target=(
+            default_target
+            if settings.send_interval_per_target is None
+            else settings.send_interval_per_target
+        ),
         log_level=settings.log_level,
     )
 
@@ -257,11 +277,12 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     adapter: OpenqqAdapter | None = None
     try:
         bus = await _connect(settings, "bridge")
+        upstream = make_upstream(settings, files)
         bridge = Bridge(
             bus,
             names,
-            make_upstream(settings, files),
-            bridge_options(settings),
+            upstream,
+            bridge_options(settings, upstream),
             store=store,
             files=files,
             show=show if settings.show_message else None,

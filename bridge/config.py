@@ -44,7 +44,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     account: str = "default"
     namespace: str = "openqq"
     amqp_url: str | None = None
-    upstream: Literal["sim"] = "sim"
+    upstream: Literal["sim", "onebot"] = "sim"
     queue_type: Literal["classic", "quorum"] = "classic"
     prefetch: PositiveInt = 64
     connect_retry_seconds: Seconds = 30.0
@@ -64,6 +64,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     sim_members: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     sim_load_rate: Seconds = 0.0
     sim_load_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    onebot_url: str = "ws://127.0.0.1:3001"
+    onebot_token: str | None = None
+    onebot_mode: Literal["forward", "reverse"] = "forward"
+    onebot_listen: str = "127.0.0.1:8080"
+    onebot_path: str = "/onebot/v11/ws"
+    onebot_action_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    onebot_risk_retcodes: list[int] = msgspec.field(default_factory=list)
     listen: str = "127.0.0.1:5000"
     access_token: str | None = None
     max_request_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
@@ -85,8 +92,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         fields = {f: getattr(self, f) for f in self.__struct_fields__}
         if self.amqp_url:
             fields["amqp_url"] = _redact_url(self.amqp_url)
-        if self.access_token:
-            fields["access_token"] = "***"  # noqa: S105 - the mask, not a password
+        for secret in ("access_token", "onebot_token"):
+            if fields.get(secret):
+                fields[secret] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @property
@@ -100,7 +108,7 @@ HELP: dict[str, str] = {
     "account": "account name: routing keys, queue names, data files (letters, digits, _ -)",
     "namespace": "prefix of every exchange and queue name (letters, digits, _ -)",
     "amqp_url": "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/ (unset: in-memory bus)",
-    "upstream": "the QQ side: sim (simulated account)",
+    "upstream": "the QQ side: sim (simulated account) or onebot (NapCat, LLBot, ...)",
     "queue_type": "classic or quorum command queues (quorum: clusters, standby bridges)",
     "prefetch": "unacknowledged commands per queue the bridge works on at once",
     "connect_retry_seconds": "how long to retry the first broker connection before exiting",
@@ -120,6 +128,13 @@ HELP: dict[str, str] = {
     "sim_members": "members of each generated group",
     "sim_load_rate": "group messages per second the simulated account generates",
     "sim_load_seconds": "how long the generated load lasts",
+    "onebot_url": "forward WebSocket URL of the OneBot v11 implementation",
+    "onebot_token": "OneBot access token (sent as Authorization: Bearer; checked in reverse)",
+    "onebot_mode": "forward (the bridge connects) or reverse (the implementation connects)",
+    "onebot_listen": "host:port the bridge listens on for reverse WebSocket",
+    "onebot_path": "path of the reverse WebSocket endpoint",
+    "onebot_action_timeout": "seconds a OneBot action may take (a send that times out fails)",
+    "onebot_risk_retcodes": "retcodes treated as risk control (风控), comma-separated",
     "listen": "host:port of the Openqq HTTP API (/openqq/*)",
     "access_token": "token the HTTP API requires (access_token param or Bearer header)",
     "max_request_bytes": "largest HTTP request body the API accepts",
@@ -146,7 +161,7 @@ def _redact_url(url: str) -> str:
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
-_LISTS = frozenset({"post_event_list"})
+_LISTS = frozenset({"post_event_list", "onebot_risk_retcodes"})
 
 
 def env_name(field: str) -> str:
@@ -228,6 +243,13 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         raise ConfigError(msg)
     parse_hostport(s.sim_listen, "sim_listen")
     parse_hostport(s.listen, "listen")
+    parse_hostport(s.onebot_listen, "onebot_listen")
+    if not s.onebot_url.startswith(("ws://", "wss://")):
+        msg = f"setting 'onebot_url' ({where('onebot_url')}): must start with ws:// or wss://"
+        raise ConfigError(msg)
+    if not s.onebot_path.startswith("/"):
+        msg = f"setting 'onebot_path' ({where('onebot_path')}): must start with /"
+        raise ConfigError(msg)
     for field in ("post_api", "poll_api"):
         url = getattr(s, field)
         if url is not None and not url.startswith(("http://", "https://")):

@@ -388,6 +388,9 @@ class Bridge:
         book, up, content = self.contacts, self.upstream, cmd.content
         if cmd.group_id is not None or cmd.group_uid is not None:
             g = book.find_group(id=cmd.group_id, uid=cmd.group_uid)
+            if g is not None:
+                await self._members_of(g)
+                g = book.find_group(id=g.id)
             m = book.find_member(g, id=cmd.id, uid=cmd.uid) if g is not None else None
             if g is None or m is None:
                 return c.SendReply(code=103, id=None, status="group member not found")
@@ -445,6 +448,8 @@ class Bridge:
         )
         if not values:
             return c.StatusReply(code=200, status="member id empty")
+        await self._members_of(group)
+        group = self.contacts.find_group(id=group.id) or group
         members: list[GroupMember] = []
         for value in values:
             m = self.contacts.find_member(group, **{field: value})
@@ -452,6 +457,13 @@ class Bridge:
                 return c.StatusReply(code=100, status=f"member {value} not found")
             members.append(m)
         return await self._act(cmd, group, members)
+
+    async def _members_of(self, group: Group) -> None:
+        # A real account loads member lists on demand; the lookup needs this one.
+        try:
+            await self.upstream.ensure_members(group)
+        except ActionFailed as exc:
+            log.warning("members of group %s could not be loaded: %s", group.uid, exc)
 
     async def _act(
         self,

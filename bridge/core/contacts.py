@@ -203,6 +203,7 @@ class ContactBook:
                 self._friends.remove(f.id)
             case (
                 ev.NewGroup(params=(g,))
+                | ev.UpdateGroup(params=(g,))
                 | ev.GroupPropertyChange(params=(g, *_))
                 | ev.NewGroupMember(params=(_, g))
                 | ev.LoseGroupMember(params=(_, g))

@@ -304,6 +304,73 @@ class GroupMemberShutup(_Event, kw_only=True):
     params: tuple[GroupMember, Group, int]
 
 
+class UpdateGroup(_Event, kw_only=True):
+    """A group's member list was (re)loaded from the QQ side: params [group with members]."""
+
+    KIND = "event.update_group"
+    event: Literal["update_group"] = "update_group"
+    params: tuple[Group]
+
+
+class GroupRecall(_Event, kw_only=True):
+    """Extension: a group message was recalled: [group, operator uid, sender uid, message id]."""
+
+    KIND = "event.group_recall"
+    event: Literal["group_recall"] = "group_recall"
+    params: tuple[Group, QQ, QQ, int]
+
+
+class FriendRecall(_Event, kw_only=True):
+    """Extension: a friend recalled a message: [friend, message id]."""
+
+    KIND = "event.friend_recall"
+    event: Literal["friend_recall"] = "friend_recall"
+    params: tuple[Friend, int]
+
+
+class FriendRequest(_Event, kw_only=True):
+    """Extension: someone asks to become a friend: [uid, comment, flag]."""
+
+    KIND = "event.friend_request"
+    event: Literal["friend_request"] = "friend_request"
+    params: tuple[QQ, str, str]
+
+
+class GroupRequest(_Event, kw_only=True):
+    """Extension: a join request or invitation: [group uid, uid, add|invite, comment, flag]."""
+
+    KIND = "event.group_request"
+    event: Literal["group_request"] = "group_request"
+    params: tuple[QQ, QQ, str, str, str]
+
+
+class GroupUpload(_Event, kw_only=True):
+    """Extension: a file was uploaded to a group: [group, uploader uid, file]."""
+
+    KIND = "event.group_upload"
+    event: Literal["group_upload"] = "group_upload"
+    params: tuple[Group, QQ, dict[str, Scalar]]
+
+
+class Notify(_Event, kw_only=True):
+    """Extension: poke, lucky king, honor...: [sub_type, group uid or null, uid, target or null]."""
+
+    KIND = "event.notify"
+    event: Literal["notify"] = "notify"
+    params: tuple[str, QQ | None, QQ, QQ | None]
+
+
+class RiskControl(_Event, kw_only=True):
+    """Extension: QQ refused an action in a way that signals risk control (风控).
+
+    params [action, retcode, the implementation's words, target (group or user uid or null)].
+    """
+
+    KIND = "event.risk_control"
+    event: Literal["risk_control"] = "risk_control"
+    params: tuple[str, int, str, QQ | None]
+
+
 MessageEvent = (
     ReceivedFriendMessage
     | ReceivedGroupMessage
@@ -334,6 +401,14 @@ ClientEvent = (
     | GroupMemberPropertyChange
     | UserPropertyChange
     | GroupMemberShutup
+    | UpdateGroup
+    | GroupRecall
+    | FriendRecall
+    | FriendRequest
+    | GroupRequest
+    | GroupUpload
+    | Notify
+    | RiskControl
 )
 Event = MessageEvent | ClientEvent
 

@@ -44,6 +44,8 @@ class Upstream(Protocol):
     """A QQ account: it logs in, emits events, and carries out sends, kicks and mutes."""
 
     kind: str
+    #: Default (global, per conversation) send intervals in seconds for this kind of account.
+    default_pacing: tuple[float, float]
 
     async def run(self, emit: Emit) -> None:
         """Log in (emitting the state changes), then serve until cancelled or stopped."""
@@ -69,6 +71,9 @@ class Upstream(Protocol):
     ) -> SendOutcome:
         """Temporary chat with a member of a group or discuss group."""
         ...
+
+    async def ensure_members(self, group: Group) -> None:
+        """Load the group's member list if it is not loaded yet (emitting update_group)."""
 
     async def kick(self, group: Group, members: Sequence[GroupMember]) -> None:
         """Remove members from a group; ActionFailed when QQ refuses."""

@@ -100,6 +100,7 @@ class SimulatedAccount:
     """The ``sim`` upstream."""
 
     kind = "sim"
+    default_pacing = (0.0, 0.0)
 
     def __init__(self, settings: SimSettings) -> None:
         self.settings = settings
@@ -217,6 +218,9 @@ class SimulatedAccount:
     ) -> SendOutcome:
         """Temporary chat; works in the simulation (QQ blocked it for WebQQ)."""
         return self._outcome(content)
+
+    async def ensure_members(self, group: Group) -> None:
+        """Members of the simulated world are always loaded."""
 
     def _own_group(self, group: Group) -> Group:
         g = self.world.groups.get(group.id)

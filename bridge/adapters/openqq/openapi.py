@@ -54,8 +54,13 @@ ERROR_SHAPES: dict[str, Any] = {
 
 
 def _param(name: str, text: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": text,
-            "schema": {"type": "string"}}  # fmt: skip
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": text,
+        "schema": {"type": "string"},
+    }
 
 
 def openapi() -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""OneBot v11 upstream: real QQ accounts through NapCat, LLBot and other implementations."""

@@ -1,0 +1,216 @@
+"""Pure conversions between OneBot v11 data and the Openqq model (no I/O).
+
+OneBot numbers may arrive as JSON numbers or strings depending on the implementation; every
+reader here accepts both. Message content becomes the Openqq text form (``[图片]``, ``[表情]``,
+``@name``, faces by name) and the original segments are kept, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bridge.core.events import Scalar, Segment
+from bridge.core.model import Friend, Group, GroupMember, User
+from bridge.upstream.onebot.faces import FACE_IDS, FACES
+
+Json = Mapping[str, Any]
+
+_CQ = re.compile(r"\[CQ:([a-zA-Z0-9_.-]+)((?:,[^,\]]*)*)\]")
+_FACE_TEXT = re.compile(r"\[([^\[\]]{1,8})\]")
+PLACEHOLDERS = {
+    "image": "[图片]",
+    "record": "[语音]",
+    "video": "[视频]",
+    "file": "[文件]",
+    "json": "[分享]",
+    "xml": "[分享]",
+    "share": "[分享]",
+    "forward": "[合并转发]",
+    "location": "[位置]",
+    "music": "[音乐]",
+    "dice": "[骰子]",
+    "rps": "[猜拳]",
+    "poke": "[戳一戳]",
+    "mface": "[表情]",
+    "markdown": "[未识别内容]",
+}
+
+
+def as_int(value: Any, default: int = 0) -> int:
+    """An integer from a JSON number or a numeric string; ``default`` otherwise."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return default
+
+
+def as_str(value: Any) -> str:
+    """A string, or "" for null."""
+    return "" if value is None else str(value)
+
+
+def _cq_unescape(text: str, in_param: bool = False) -> str:
+    text = text.replace("&#91;", "[").replace("&#93;", "]")
+    if in_param:
+        text = text.replace("&#44;", ",")
+    return text.replace("&amp;", "&")
+
+
+def parse_cq(message: str) -> list[Segment]:
+    """Segments of a CQ-code string (``message/string.md``)."""
+    segments: list[Segment] = []
+    pos = 0
+    for m in _CQ.finditer(message):
+        if m.start() > pos:
+            segments.append(
+                Segment(type="text", data={"text": _cq_unescape(message[pos : m.start()])})
+            )
+        data: dict[str, Scalar] = {}
+        for part in filter(None, m.group(2).split(",")):
+            key, _, value = part.partition("=")
+            data[key] = _cq_unescape(value, in_param=True)
+        segments.append(Segment(type=m.group(1), data=data))
+        pos = m.end()
+    if pos < len(message):
+        segments.append(Segment(type="text", data={"text": _cq_unescape(message[pos:])}))
+    return segments
+
+
+def segments_of(message: Any) -> list[Segment]:
+    """Segments from an array message, a single segment object, or a CQ string."""
+    if isinstance(message, str):
+        return parse_cq(message)
+    if isinstance(message, Mapping):
+        message = [message]
+    out: list[Segment] = []
+    for seg in message if isinstance(message, list) else []:
+        if not isinstance(seg, Mapping):
+            continue
+        data = seg.get("data")
+        clean: dict[str, Scalar] = {}
+        if isinstance(data, Mapping):
+            for k, v in data.items():
+                clean[str(k)] = (
+                    v if isinstance(v, str | int | float | bool) or v is None else str(v)
+                )
+        out.append(Segment(type=as_str(seg.get("type")) or "unknown", data=clean))
+    return out
+
+
+def content_of(segments: list[Segment], name_of: Callable[[str], str] = lambda q: q) -> str:
+    """The Openqq text form of a message."""
+    parts: list[str] = []
+    for seg in segments:
+        d = seg.data
+        if seg.type == "text":
+            parts.append(as_str(d.get("text")).replace("\r\n", "\n"))
+        elif seg.type == "face":
+            name = FACES.get(as_int(d.get("id"), -1))
+            parts.append(f"[{name}]" if name else "[表情]")
+        elif seg.type == "at":
+            qq = as_str(d.get("qq"))
+            parts.append(
+                "@全体成员 " if qq == "all" else f"@{as_str(d.get('name')) or name_of(qq)} "
+            )
+        elif seg.type == "reply":
+            continue
+        else:
+            parts.append(PLACEHOLDERS.get(seg.type, "[未识别内容]"))
+    return "".join(parts)
+
+
+def outgoing(content: str) -> list[dict[str, Any]]:
+    """Segments to send for Openqq text: known ``[名称]`` faces become face segments.
+
+    Everything else is a text segment, which implementations never parse as CQ codes, so
+    ``[``, ``]``, ``&`` and ``,`` in user text are sent as they are.
+    """
+    out: list[dict[str, Any]] = []
+    pos = 0
+    for m in _FACE_TEXT.finditer(content):
+        fid = FACE_IDS.get(m.group(1))
+        if fid is None:
+            continue
+        if m.start() > pos:
+            out.append({"type": "text", "data": {"text": content[pos : m.start()]}})
+        out.append({"type": "face", "data": {"id": str(fid)}})
+        pos = m.end()
+    if pos < len(content) or not out:
+        out.append({"type": "text", "data": {"text": content[pos:]}})
+    return out
+
+
+def user_of(info: Json, extra: Json | None = None) -> User:
+    """The account from get_login_info (+ get_stranger_info of itself)."""
+    uid = as_int(info.get("user_id"))
+    extra = extra or {}
+    sex = as_str(extra.get("sex"))
+    return User(
+        id=uid,
+        uid=uid,
+        account=str(uid),
+        name=as_str(info.get("nickname")),
+        sex=sex if sex in ("male", "female") else "",
+    )
+
+
+def friend_of(item: Json, category: str = "我的好友") -> Friend:
+    """A friend from get_friend_list / get_friends_with_category (id and uid: the QQ number)."""
+    uid = as_int(item.get("user_id"))
+    remark = as_str(item.get("remark"))
+    nickname = as_str(item.get("nickname"))
+    return Friend(
+        id=uid,
+        uid=uid,
+        name=nickname,
+        markname=remark if remark and remark != nickname else None,
+        category=category,
+    )
+
+
+_ROLE = {"owner": "owner", "admin": "admin"}
+
+
+def member_of(item: Json) -> GroupMember:
+    """A group member from get_group_member_list / get_group_member_info."""
+    uid = as_int(item.get("user_id"))
+    card = as_str(item.get("card"))
+    return GroupMember(
+        id=uid,
+        uid=uid,
+        name=as_str(item.get("nickname")),
+        card=card or None,
+        role=_ROLE.get(as_str(item.get("role")), "member"),  # type: ignore[arg-type]
+        sex=as_str(item.get("sex")) if item.get("sex") in ("male", "female") else "",
+        province=as_str(item.get("area")),
+        join_time=as_int(item.get("join_time")),
+        last_speak_time=as_int(item.get("last_sent_time")),
+    )
+
+
+def group_of(item: Json, members: list[GroupMember] | None = None, self_id: int = 0) -> Group:
+    """A group from get_group_list / get_group_info, with its members when loaded."""
+    gid = as_int(item.get("group_id"))
+    members = members or []
+    owner = next((m for m in members if m.role == "owner"), None)
+    me = next((m for m in members if m.uid == self_id), None)
+    role = {"owner": "create", "admin": "manage"}.get(me.role if me else "", "attend")
+    max_member = item.get("max_member_count")
+    return Group(
+        id=gid,
+        uid=gid,
+        code=gid,
+        name=as_str(item.get("group_name")),
+        role=role,  # type: ignore[arg-type]
+        owner_id=owner.id if owner else None,
+        owner_uid=owner.uid if owner else None,
+        max_member=as_int(max_member) if max_member is not None else None,
+        member=members,
+    )
