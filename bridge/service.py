@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +55,7 @@ class BridgeOptions:
     send_interval_per_target: float = 0.0
     log_level: str = "info"
     control_delay: float = CONTROL_DELAY
+    publish_window: int = 256
 
 
 _Item = tuple[ev.Event, str, asyncio.Future[None] | None]
@@ -88,6 +89,11 @@ class Bridge:
         self._files = files
         self._show = show
         self._buffer: asyncio.Queue[_Item] = asyncio.Queue(options.event_buffer)
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._full_logged = False
+        # message_id of events: unique per process run, cheap, and kept on re-publish.
+        self._id_prefix = os.urandom(12).hex() + "-"
+        self._ids = itertools.count(1)
         self.publisher = EventPublisher(bus, names, options.account)
         self.store = store or DoneStore(None)
         self.server = CommandServer(
@@ -108,15 +114,17 @@ class Bridge:
         await self._enqueue(event, None)
 
     async def _enqueue(self, event: ev.Event, done: asyncio.Future[None] | None) -> None:
-        item: _Item = (event, uuid.uuid4().hex, done)
+        item: _Item = (event, f"{self._id_prefix}{next(self._ids):x}", done)
         try:
             self._buffer.put_nowait(item)
         except asyncio.QueueFull:
-            log.warning(
-                "event buffer full (%d events); %s waits",
-                self._buffer.maxsize,
-                event.KIND,
-            )
+            if not self._full_logged:
+                # Once per episode: under load a full buffer is ordinary back-pressure.
+                self._full_logged = True
+                log.warning(
+                    "event buffer full (%d events): the upstream waits for the broker",
+                    self._buffer.maxsize,
+                )
             try:
                 async with asyncio.timeout(self.opts.buffer_wait):
                     await self._buffer.put(item)
@@ -150,14 +158,35 @@ class Bridge:
             self.ready.clear()
 
     async def _publish_loop(self) -> None:
+        # Many publishes in flight, each waiting for its own confirm: they are started in
+        # buffer order, and the channel sends them in that order (per-conversation order).
+        window = asyncio.Semaphore(self.opts.publish_window)
         while True:
             event, mid, done = await self._buffer.get()
-            try:
-                await self.publisher.publish(event, mid)
-            finally:
-                self._buffer.task_done()
-            if done is not None and not done.done():
-                done.set_result(None)
+            await window.acquire()
+            task = asyncio.get_running_loop().create_task(
+                self._publish_one(event, mid, done, window)
+            )
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish_one(
+        self,
+        event: ev.Event,
+        mid: str,
+        done: asyncio.Future[None] | None,
+        window: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await self.publisher.publish(event, mid)
+        finally:
+            window.release()
+            self._buffer.task_done()
+            if self._full_logged and self._buffer.qsize() < self._buffer.maxsize // 2:
+                self._full_logged = False
+                log.warning("event buffer has room again (%d waiting)", self._buffer.qsize())
+        if done is not None and not done.done():
+            done.set_result(None)
 
     # --- running --------------------------------------------------------------------------
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
@@ -215,9 +244,9 @@ class Bridge:
                 self._buffer.qsize(),
             )
         publisher.cancel()
-        for t in list(self._tasks):
+        for t in [*self._tasks, *self._publishing]:
             t.cancel()
-        await asyncio.gather(publisher, *self._tasks, return_exceptions=True)
+        await asyncio.gather(publisher, *self._tasks, *self._publishing, return_exceptions=True)
 
     def request_stop(self) -> None:
         """Stop gracefully (SIGINT/SIGTERM, stop_client)."""

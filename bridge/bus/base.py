@@ -105,8 +105,14 @@ class Bus(Protocol):
         """
         ...
 
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Subscription:
-        """Start delivering the queue's messages to ``handler`` (manual acks)."""
+    async def consume(
+        self, queue: str, handler: Handler, *, prefetch: int, auto_ack: bool = False
+    ) -> Subscription:
+        """Start delivering the queue's messages to ``handler``.
+
+        Manual acks unless ``auto_ack`` (then the broker forgets a message once it is sent,
+        and ``ack``/``reject`` do nothing): only for replies nobody needs twice.
+        """
         ...
 
     async def delete_queue(self, name: str) -> None:

@@ -56,9 +56,13 @@ class _MemDelivery:
     settled: bool = False
 
     async def ack(self) -> None:
+        if self.consumer.auto_ack:
+            return
         self._settle()
 
     async def reject(self, *, requeue: bool) -> None:
+        if self.consumer.auto_ack:
+            return
         self._settle()
         if requeue:
             self.stored.redelivered = True
@@ -81,6 +85,7 @@ class _Consumer:
     queue: _Queue
     handler: Handler
     prefetch: int
+    auto_ack: bool = False
     unacked: set[_MemDelivery] = field(default_factory=set)
     active: bool = True
 
@@ -204,7 +209,10 @@ class MemoryBroker:
             app_id=m.app_id,
             content_type=m.content_type,
         )
-        consumer.unacked.add(d)
+        if consumer.auto_ack:
+            d.settled = True
+        else:
+            consumer.unacked.add(d)
         task = asyncio.get_running_loop().create_task(self._run(consumer, d))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -215,7 +223,7 @@ class MemoryBroker:
             await consumer.handler(d)
         except Exception:
             log.exception("consumer of %s failed; message requeued", consumer.queue.name)
-            if not d.settled:
+            if not d.settled and not consumer.auto_ack:
                 await d.reject(requeue=True)
 
 
@@ -270,9 +278,11 @@ class MemoryBus:
         await asyncio.sleep(0)
         return routed or not mandatory
 
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Subscription:
+    async def consume(
+        self, queue: str, handler: Handler, *, prefetch: int, auto_ack: bool = False
+    ) -> Subscription:
         q = self.broker.queues[queue]
-        c = _Consumer(q, handler, prefetch)
+        c = _Consumer(q, handler, 0 if auto_ack else prefetch, auto_ack)
         q.consumers.append(c)
         self._subs.append(c)
         q.dispatch()

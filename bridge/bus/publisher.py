@@ -53,6 +53,17 @@ class EventPublisher:
     async def publish(self, event: Event, message_id: str) -> None:
         """Publish until confirmed (retrying with backoff); raises only when cancelled."""
         key, msg = self.message(event, message_id)
+        try:
+            # The common case without tenacity's overhead; failures take the retry loop.
+            routed = await self._bus.publish(self._exchange, key, msg, mandatory=True)
+        except PublishFailed as exc:
+            log.warning("event %s (%s) not confirmed: %s; retrying", key, message_id, exc)
+            routed = await self._retry(key, msg, message_id)
+        self.published += 1
+        if not routed:
+            self._returned(key)
+
+    async def _retry(self, key: str, msg: OutMessage, message_id: str) -> bool:
         routed = False
 
         def before_sleep(state: RetryCallState) -> None:
@@ -73,9 +84,7 @@ class EventPublisher:
         ):
             with attempt:
                 routed = await self._bus.publish(self._exchange, key, msg, mandatory=True)
-        self.published += 1
-        if not routed:
-            self._returned(key)
+        return routed
 
     def _returned(self, key: str) -> None:
         self.unroutable += 1

@@ -34,7 +34,8 @@ class RpcClient:
     async def start(self) -> None:
         """Declare the reply queue and start listening on it."""
         self._queue = await self._bus.declare_queue("", exclusive=True, auto_delete=True)
-        self._sub = await self._bus.consume(self._queue, self._on_reply, prefetch=0)
+        # Replies are not acked: the broker forgets each as it sends it (one frame less).
+        self._sub = await self._bus.consume(self._queue, self._on_reply, prefetch=0, auto_ack=True)
 
     async def close(self) -> None:
         """Stop listening; every pending call fails."""
@@ -47,7 +48,6 @@ class RpcClient:
         self._pending.clear()
 
     async def _on_reply(self, d: Delivery) -> None:
-        await d.ack()
         fut = self._pending.get(d.correlation_id or "")
         if fut is None or fut.done():
             log.debug("late or unknown reply %s dropped", d.correlation_id)
