@@ -35,6 +35,50 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The RabbitMQ server process (beam.smp), if it runs on this machine."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"beam.smp" in cmd and b"rabbit" in cmd:
+                return int(entry.name)
+    return None
+
+
+class CpuMeter:
+    """CPU seconds used by some processes between start() and stop()."""
+
+    def __init__(self, **pids: int | None) -> None:
+        self.pids = {k: v for k, v in pids.items() if v}
+        self.before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = {k: cpu_seconds(p) for k, p in self.pids.items()}
+
+    def stop(self) -> None:
+        self.used = {k: cpu_seconds(p) - self.before[k] for k, p in self.pids.items()}
+
+    def per_request(self, requests: float) -> str:
+        """CPU microseconds per request, by process."""
+        if requests <= 0:
+            return ""
+        parts = [f"{k} {v / requests * 1e6:.0f}" for k, v in self.used.items()]
+        return "CPU us/request: " + ", ".join(parts)
+
+
 @dataclass
 class Proc:
     """A running openqq-bridge process and its ports."""

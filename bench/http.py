@@ -23,7 +23,9 @@ import aiohttp
 
 from bench.common import (
     AMQP_URL,
+    CpuMeter,
     Result,
+    broker_pid,
     cleanup,
     free_port,
     new_namespace,
@@ -103,9 +105,12 @@ async def sends(seconds: float) -> list[Result]:
     responder = _spawn("responder", ex.name)
     await asyncio.sleep(1.0)
     server = _spawn("rpc", str(port), ex.name)
+    raw_cpu = CpuMeter(server=server.pid, responder=responder.pid, broker=broker_pid())
     try:
         await wait_http(f"http://127.0.0.1:{port}/x")
+        raw_cpu.start()
         raw = await asyncio.to_thread(wrk, f"http://127.0.0.1:{port}/x", seconds)
+        raw_cpu.stop()
     finally:
         _kill(server)
         _kill(responder)
@@ -118,12 +123,19 @@ async def sends(seconds: float) -> list[Result]:
         await asyncio.to_thread(wait_running, bridge)
         url = adapter.url("/openqq/send_group_message?uid=67890&content=bench")
         await wait_http(adapter.url("/openqq/get_user_info"))
+        cpu = CpuMeter(adapter=adapter.pid, bridge=bridge.pid, broker=broker_pid())
+        cpu.start()
         ours = await asyncio.to_thread(wrk, url, seconds)
+        cpu.stop()
     finally:
         await asyncio.to_thread(stop, adapter)
         await asyncio.to_thread(stop, bridge)
         await cleanup(ns)
-    notes = [f"errors: ours {ours.errors}, limit {raw.errors}"]
+    notes = [
+        f"errors: ours {ours.errors}, limit {raw.errors}",
+        cpu.per_request(ours.rps * seconds),
+        "limit " + raw_cpu.per_request(raw.rps * seconds),
+    ]
     return [
         Result("sends", f"sync send_group_message, {CONNECTIONS} connections", ours.rps, "req/s",
                raw.rps, "aiohttp + one aio-pika request/reply", "ratio >= 0.8", notes),

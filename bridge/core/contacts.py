@@ -7,8 +7,11 @@ from the upstream's contact snapshot at login and kept current by applying its e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
+
+import msgspec
 
 from bridge.core import events as ev
 from bridge.core.model import (
@@ -24,6 +27,7 @@ from bridge.core.model import (
 
 T = TypeVar("T", Friend, Group, GroupMember, Discuss, DiscussMember)
 Criteria = Mapping[str, object]
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
 def _attr(obj: object, name: str) -> object:
@@ -42,24 +46,40 @@ def given(**criteria: object) -> dict[str, object]:
     return {k: v for k, v in criteria.items() if v is not None}
 
 
+def _number(value: object) -> int | None:
+    """The int a value's text names, if it is written exactly as a decimal number."""
+    text = text_of(value)
+    return int(text) if _DECIMAL.fullmatch(text) else None
+
+
 class _Index(Generic[T]):
     """Objects in list order, with id and uid indexes for the common lookups."""
 
-    def __init__(self, key: Callable[[T], object]) -> None:
-        self._key: Callable[[T], object] = key
-        self.items: dict[object, T] = {}
-        self._by_uid: dict[object, T] = {}
+    def __init__(self, key: Callable[[T], int]) -> None:
+        self._key: Callable[[T], int] = key
+        self.items: dict[int, T] = {}
+        # uid -> first object with it; the rare later ones in _more (placeholders, clashes).
+        self._by_uid: dict[int, T] = {}
+        self._more: dict[int, list[T]] = {}
 
     def reset(self, objs: Iterable[T]) -> None:
         self.items = {self._key(o): o for o in objs}
+        self._reindex()
+
+    def _reindex(self) -> None:
         self._by_uid = {}
+        self._more = {}
         for o in self.items.values():
             self._index_uid(o)
 
     def _index_uid(self, obj: T) -> None:
-        uid = getattr(obj, "uid", None)
-        if uid is not None:
-            self._by_uid.setdefault(text_of(uid), obj)
+        number: int | None = getattr(obj, "uid", None)
+        if number is None:
+            return
+        if number in self._by_uid:
+            self._more.setdefault(number, []).append(obj)
+        else:
+            self._by_uid[number] = obj
 
     def put(self, obj: T) -> None:
         old = self.items.get(self._key(obj))
@@ -69,37 +89,38 @@ class _Index(Generic[T]):
         else:
             self._index_uid(obj)
 
-    def remove(self, key: object) -> T | None:
+    def remove(self, key: int) -> T | None:
         obj = self.items.pop(key, None)
         if obj is not None:
             self._reindex()
         return obj
 
-    def _reindex(self) -> None:
-        self._by_uid = {}
-        for o in self.items.values():
-            self._index_uid(o)
+    def _candidates(self, criteria: Criteria) -> Iterable[T]:
+        # Ids compare as text (spec §3.1): only the exact decimal text of an id can match,
+        # so an index hit, or nothing, is the whole answer.
+        if "id" in criteria:
+            key = _number(criteria["id"])
+            hit = self.items.get(key) if key is not None else None
+            return [hit] if hit is not None else []
+        if "uid" in criteria:
+            wanted = _number(criteria["uid"])
+            first = self._by_uid.get(wanted) if wanted is not None else None
+            if first is None or wanted is None:
+                return []
+            found = [first]
+            found.extend(self._more.get(wanted, ()))
+            return found
+        return self.items.values()
 
     def find(self, criteria: Criteria) -> T | None:
         if not criteria:
             return None
-        if "id" in criteria:
-            hit = self.items.get(criteria["id"])
-            # ids compare as text; a miss by key falls back to a scan ("0123" != 123).
-            candidates: Iterable[T] = [hit] if hit is not None else self.items.values()
-        elif "uid" in criteria:
-            hit = self._by_uid.get(text_of(criteria["uid"]))
-            candidates = [hit] if hit is not None else []
-            if hit is not None and not matches(hit, criteria):
-                candidates = list(self.items.values())
-        else:
-            candidates = self.items.values()
-        return next((o for o in candidates if matches(o, criteria)), None)
+        return next((o for o in self._candidates(criteria) if matches(o, criteria)), None)
 
     def search(self, criteria: Criteria) -> list[T]:
         if not criteria:
             return []
-        return [o for o in self.items.values() if matches(o, criteria)]
+        return [o for o in self._candidates(criteria) if matches(o, criteria)]
 
 
 class ContactBook:
@@ -125,14 +146,16 @@ class ContactBook:
         self._friends.reset(friends)
         self._groups.reset(groups)
         self._discusses.reset(discusses)
+        # Member indexes are built on first use: lookups in a group are rare, members many.
         self._members = {}
-        for g in self._groups.items.values():
-            self._index_members(g)
 
-    def _index_members(self, group: Group) -> None:
-        idx: _Index[GroupMember] = _Index(lambda m: m.id)
-        idx.reset(group.member)
-        self._members[group.id] = idx
+    def _member_index(self, group: Group) -> _Index[GroupMember]:
+        idx = self._members.get(group.id)
+        if idx is None:
+            idx = _Index(lambda m: m.id)
+            idx.reset(group.member)
+            self._members[group.id] = idx
+        return idx
 
     # --- reads -------------------------------------------------------------------------
     @property
@@ -164,8 +187,8 @@ class ContactBook:
 
     def find_member(self, group: Group, **criteria: object) -> GroupMember | None:
         """The member of ``group`` matching every given criterion (id, uid)."""
-        idx = self._members.get(group.id)
-        return idx.find(given(**criteria)) if idx is not None else None
+        current = self._groups.items.get(group.id, group)
+        return self._member_index(current).find(given(**criteria))
 
     @staticmethod
     def find_discuss_member(discuss: Discuss, **criteria: object) -> DiscussMember | None:
@@ -209,7 +232,7 @@ class ContactBook:
                 | ev.LoseGroupMember(params=(_, g))
             ):
                 self._groups.put(g)
-                self._index_members(g)
+                self._members.pop(g.id, None)
             case (
                 ev.GroupMemberPropertyChange(params=(m, *_))
                 | ev.GroupMemberShutup(params=(m, _, _))
@@ -232,8 +255,8 @@ class ContactBook:
                 pass
 
     def _replace_member(self, member: GroupMember) -> None:
-        for gid, idx in self._members.items():
-            if member.id in idx.items:
-                idx.put(member)
-                group = self._groups.items[gid]
-                group.member = list(idx.items.values())
+        for gid, group in list(self._groups.items.items()):
+            if any(m.id == member.id for m in group.member):
+                members = [member if m.id == member.id else m for m in group.member]
+                self._groups.put(msgspec.structs.replace(group, member=members))
+                self._members.pop(gid, None)
