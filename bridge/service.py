@@ -22,7 +22,7 @@ from typing import Any
 
 from bridge import __version__
 from bridge.bus.base import Bus
-from bridge.bus.commands import CommandServer
+from bridge.bus.commands import CommandServer, handing_over
 from bridge.bus.publisher import EventPublisher
 from bridge.bus.topology import QueueType, declare_account
 from bridge.clientfiles import ClientFiles
@@ -332,6 +332,7 @@ class Bridge:
         async with self._lanes.hold(key):
             await self._ready_or_raise()
             await self._pacer.wait(key)
+            handing_over()
             out = await send()
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             # The send_message report goes out before the reply, as in the original.
@@ -503,6 +504,7 @@ class Bridge:
         await self._ready_or_raise()
         try:
             async with self._lanes.hold(("group", group.id)):
+                handing_over()
                 if isinstance(cmd, c.KickGroupMember):
                     await self.upstream.kick(group, members)
                 else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
@@ -37,6 +38,19 @@ from bridge.store import DoneStore
 log = logging.getLogger(__name__)
 
 Executor = Callable[[Command], Awaitable[Any]]
+
+_SENDING: ContextVar[Callable[[], None] | None] = ContextVar("openqq_sending", default=None)
+
+
+def handing_over() -> None:
+    """Mark the running command as handed to the QQ side (call right before the action).
+
+    After this point a crash leaves the command's result unknown, so a redelivery is answered
+    as failed instead of running again; before it, a redelivery simply runs.
+    """
+    mark = _SENDING.get()
+    if mark is not None:
+        mark()
 
 
 class CommandServer:
@@ -172,6 +186,9 @@ class CommandServer:
 
     async def _run(self, d: Delivery, cmd: Command, name: str, mid: str | None) -> bytes | None:
         """Execute, reply, settle; the reply body, or None when the delivery was requeued."""
+        if mid:
+            store = self._store
+            _SENDING.set(lambda: store.mark_sent(mid))
         try:
             result = await self._execute(cmd)
         except RETRYABLE as exc:

@@ -39,6 +39,7 @@ class EventPublisher:
         self.published = 0
         self.unroutable = 0
         self._warned: set[str] = set()
+        self._failing = False
 
     def message(self, event: Event, message_id: str) -> tuple[str, OutMessage]:
         """The routing key and message of an event."""
@@ -57,8 +58,14 @@ class EventPublisher:
             # The common case without tenacity's overhead; failures take the retry loop.
             routed = await self._bus.publish(self._exchange, key, msg, mandatory=True)
         except PublishFailed as exc:
-            log.warning("event %s (%s) not confirmed: %s; retrying", key, message_id, exc)
+            if not self._failing:
+                # Once per outage: hundreds of events in flight fail together.
+                self._failing = True
+                log.warning("events not confirmed by the broker (%s); retrying each", exc)
             routed = await self._retry(key, msg, message_id)
+        if self._failing:
+            self._failing = False
+            log.warning("events are confirmed by the broker again")
         self.published += 1
         if not routed:
             self._returned(key)
@@ -68,7 +75,7 @@ class EventPublisher:
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning(
+            log.debug(
                 "event %s (message_id %s) not confirmed by the broker, retry %d: %s",
                 key,
                 message_id,

@@ -111,6 +111,7 @@ class SimulatedAccount:
         self._runner: web.AppRunner | None = None
         self._load: asyncio.Task[None] | None = None
         self.load_sent = 0
+        self.load_refused = 0
         # Openqq's message ids: (epoch seconds mod 10000) * 10000, +1 before each use.
         self._ids = itertools.count((int(time.time()) % 10000) * 10000 + 1)
         self.bound: tuple[str, int] | None = None
@@ -482,21 +483,37 @@ class SimulatedAccount:
             group.uid,
             req.seconds,
         )
-        while (elapsed := time.monotonic() - start) < req.seconds:
-            due = min(int(elapsed * req.rate) + 1, int(req.rate * req.seconds))
+        total = max(1, int(req.rate * req.seconds))
+        while sent < total:
+            elapsed = time.monotonic() - start
+            # On schedule; past the end, whatever is still due goes out at once.
+            due = total if elapsed >= req.seconds else min(int(elapsed * req.rate) + 1, total)
             while sent < due:
                 m = senders[sent % len(senders)]
-                await self._send_event(
-                    self.build(
-                        inj.InjectGroupMessage(
-                            group_id=group.id, sender_id=m.id, content=f"load {sent}"
-                        )
+                event = self.build(
+                    inj.InjectGroupMessage(
+                        group_id=group.id, sender_id=m.id, content=f"load {sent}"
                     )
                 )
                 sent += 1
+                try:
+                    await self._send_event(event)
+                except BufferFull as exc:
+                    # Refused loudly, as a real account's message would be: counted and logged.
+                    self.load_refused += 1
+                    if self.load_refused == 1 or self.load_refused % 1000 == 0:
+                        log.warning(
+                            "load: %d message(s) refused so far: %s", self.load_refused, exc
+                        )
+                    continue
                 self.load_sent += 1
             await asyncio.sleep(0.002)
-        log.info("load finished: %d messages in %.1fs", sent, time.monotonic() - start)
+        log.info(
+            "load finished: %d messages in %.1fs (%d refused)",
+            sent,
+            time.monotonic() - start,
+            self.load_refused,
+        )
 
     # --- control endpoint ----------------------------------------------------------------
     async def _start_control(self) -> None:
@@ -562,7 +579,13 @@ class SimulatedAccount:
 
     async def _h_state(self, _request: web.Request) -> web.Response:
         return web.Response(
-            body=encode({"state": self.state, "load_sent": self.load_sent}),
+            body=encode(
+                {
+                    "state": self.state,
+                    "load_sent": self.load_sent,
+                    "load_refused": self.load_refused,
+                }
+            ),
             content_type="application/json",
         )
 

@@ -413,7 +413,9 @@ async def test_same_message_id_runs_once(env):
 
 async def test_command_interrupted_by_a_crash_is_answered_failed(bus_factory, ns, tmp_path):
     store = DoneStore(tmp_path / "done.sqlite")
-    store.begin("crashed-1")  # as if the bridge died while running it
+    store.begin("crashed-1")  # as if the bridge died while QQ was sending it
+    store.mark_sent("crashed-1")
+    store.begin("waiting-1")  # as if it died while this one waited its turn
     bus, client = await bus_factory(), await bus_factory()
     events = await subscribe(client, ns, "send_message.#")
     async with running_bridge(bus, ns, tmp_path, store=store):
@@ -424,10 +426,17 @@ async def test_command_interrupted_by_a_crash_is_answered_failed(bus_factory, ns
                 ACCOUNT, c.SendGroupMessage(uid=67890, content="x"), message_id="crashed-1"
             )
         )
+        assert events.empty()
+        waited = msgspec.json.decode(
+            await rpc.call(
+                ACCOUNT, c.SendGroupMessage(uid=67890, content="y"), message_id="waiting-1"
+            )
+        )
         await rpc.close()
     assert (reply["code"], reply["status"]) == (-5, "发送失败")
     assert "result unknown" in reply["info"]
-    assert events.empty()
+    assert waited["code"] == 0
+    assert body(await take(events))["content"] == "y"
 
 
 async def test_order_is_kept_per_conversation(env):

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/37.0.2062"
 MAX_ANSWER = 1 << 20
+#: Longest pause between two attempts: a receiver that is back gets its events within this.
+MAX_BACKOFF = 10.0
 
 Cast = Callable[[c.Command, str], Awaitable[None]]
 
@@ -74,7 +76,7 @@ class PostApiOptions:
     post_event_list: Sequence[str] = DEFAULT_EVENTS
     retry_seconds: float = 600.0
     timeout: float = 120.0
-    #: First backoff in seconds; it doubles (with jitter) up to 30 s.
+    #: First backoff in seconds; it doubles (with jitter) up to MAX_BACKOFF.
     retry_wait: float = 0.5
 
 
@@ -172,7 +174,7 @@ class PostApiForwarder:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(self.opts.retry_seconds),
             wait=wait_exponential_jitter(
-                multiplier=self.opts.retry_wait, max=30.0, jitter=self.opts.retry_wait
+                multiplier=self.opts.retry_wait, max=MAX_BACKOFF, jitter=self.opts.retry_wait
             ),
             retry=retry_if_exception_type(Retryable),
             before_sleep=before_sleep,

@@ -52,7 +52,7 @@ from bridge.core.model import (
     member_display,
 )
 from bridge.core.ports import Emit, SendOutcome, Snapshot
-from bridge.errors import ActionFailed, BridgeError, ConfigError, UpstreamUnavailable
+from bridge.errors import ActionFailed, BridgeError, BufferFull, ConfigError, UpstreamUnavailable
 from bridge.upstream.onebot.translate import (
     as_int,
     as_str,
@@ -68,6 +68,8 @@ from bridge.upstream.onebot.translate import (
 
 log = logging.getLogger(__name__)
 
+#: Events read from the implementation but not yet handed to the bridge, at most.
+EVENT_BACKLOG = 10_000
 #: Words with which implementations say an account is under risk control (风控).
 RISK_WORDS = ("风控", "risk")
 
@@ -258,7 +260,9 @@ class OneBotAccount:
         self.connections += 1
         self._last_frame = time.monotonic()
         self._lifecycle = asyncio.get_running_loop().create_future()
-        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # Bounded: when the bridge cannot keep up, the reader stops reading the socket and
+        # the implementation holds the events (TCP back-pressure), instead of our memory.
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(EVENT_BACKLOG)
         reader = self._spawn(self._read(ws, events), "onebot-read")
         handler: asyncio.Task[None] | None = None
         watchdog = self._spawn(self._watchdog(ws), "onebot-watchdog")
@@ -330,7 +334,7 @@ class OneBotAccount:
             if frame.get("post_type") == "meta_event":
                 self._on_meta(frame)
                 continue
-            events.put_nowait(frame)
+            await events.put(frame)
 
     def _on_meta(self, frame: Mapping[str, Any]) -> None:
         kind = frame.get("meta_event_type")
@@ -432,7 +436,21 @@ class OneBotAccount:
 
     async def _send_event(self, event: ev.Event) -> None:
         assert self._emit is not None
-        await self._emit(event)
+        waited = False
+        while True:
+            try:
+                await self._emit(event)
+            except BufferFull as exc:
+                # QQ cannot be told to wait: keep the event and retry; the bounded backlog
+                # behind it stops the socket reads meanwhile.
+                if not waited:
+                    log.warning("holding OneBot events until the bridge has room: %s", exc)
+                    waited = True
+                await asyncio.sleep(0.5)
+                continue
+            if waited:
+                log.warning("OneBot events flow again")
+            return
 
     def snapshot(self) -> Snapshot:
         """The cached contacts (no discuss groups in OneBot v11)."""
