@@ -88,3 +88,52 @@ async def test_group_message_in_and_send_command_out(rabbitmq, amqp_ns, aiohttp_
         bridge.request_stop()
         await asyncio.wait_for(task, 15)
         await bus.close()
+
+
+async def test_onebot_disconnect_and_reconnect_on_rabbitmq(rabbitmq, amqp_ns, aiohttp_server):
+    fake = FakeOneBot()
+    server = await aiohttp_server(fake.app())
+    url = str(server.make_url("/")).replace("http", "ws", 1)
+    bus = await AmqpBus.connect(rabbitmq, name="onebot-drop", retry_seconds=5)
+    bridge = Bridge(bus, Names(amqp_ns), OneBotAccount(onebot_settings(url)), BridgeOptions())
+    task = asyncio.create_task(bridge.run())
+    conn = await aio_pika.connect(rabbitmq)
+    try:
+        await asyncio.wait_for(bridge.started.wait(), 10)
+        ch = await conn.channel()
+        q = await ch.declare_queue(exclusive=True)
+        await q.bind(f"{amqp_ns}.events", "#")
+        await fake.drop()
+        seen: list[tuple[str, object]] = []
+        async with asyncio.timeout(10), q.iterator() as it:
+            async for msg in it:
+                await msg.ack()
+                b = msgspec.json.decode(msg.body)
+                seen.append(
+                    (b.get("event") or b.get("post_type"), b.get("params") or b.get("content"))
+                )
+                if b.get("event") == "login":
+                    await fake.push(
+                        {
+                            "post_type": "message",
+                            "message_type": "private",
+                            "sub_type": "friend",
+                            "message_id": 9,
+                            "user_id": 456789,
+                            "message": "back",
+                            "sender": {"nickname": "灰灰"},
+                        }
+                    )
+                if b.get("post_type") == "receive_message":
+                    break
+        assert seen[:3] == [
+            ("state_change", ["running", "loading"]),
+            ("state_change", ["loading", "updating"]),
+            ("state_change", ["updating", "running"]),
+        ]
+        assert ("receive_message", "back") in seen
+    finally:
+        await conn.close()
+        bridge.request_stop()
+        await asyncio.wait_for(task, 15)
+        await bus.close()
