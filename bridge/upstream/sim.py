@@ -38,9 +38,9 @@ from bridge.errors import (
     ActionFailed,
     BridgeError,
     BufferFull,
-    ConfigError,
     UpstreamUnavailable,
 )
+from bridge.netutil import start_site
 from bridge.upstream import sim_inject as inj
 from bridge.upstream.png import qr_like, write_png
 from bridge.upstream.world import World, default_world
@@ -525,19 +525,7 @@ class SimulatedAccount:
         app.router.add_post("/sim/load", self._h_load)
         app.router.add_get("/sim/state", self._h_state)
         app.router.add_get("/sim/world", self._h_world)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            msg = f"sim_listen {host}:{port}: cannot listen ({exc.strerror or exc})"
-            raise ConfigError(msg) from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.bound = sockets[0].getsockname()[:2] if sockets else (host, port)
+        self._runner, self.bound = await start_site(app, host, port, "sim_listen")
         log.info("simulated account control on http://%s:%d/sim/inject", *self.bound)
 
     @staticmethod

@@ -35,7 +35,7 @@ from bridge.bus.topology import declare_exchanges
 from bridge.config import DEFAULT_EVENTS
 from bridge.core import commands as c
 from bridge.core.routing import Names
-from bridge.errors import ConfigError
+from bridge.netutil import start_site
 
 log = logging.getLogger(__name__)
 
@@ -145,25 +145,10 @@ class OpenqqAdapter:
 
     async def _listen(self) -> None:
         host, port = self.opts.listen
-        self._runner = web.AppRunner(
-            self.api.app(),
-            access_log=None,
-            handle_signals=False,
-            # Legacy callers send whole messages in GET query strings.
-            max_line_size=MAX_LINE,
-            max_field_size=MAX_FIELD,
+        # Legacy callers send whole messages in GET query strings.
+        self._runner, self.bound = await start_site(
+            self.api.app(), host, port, "listen", max_line_size=MAX_LINE, max_field_size=MAX_FIELD
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            msg = f"listen {host}:{port}: cannot listen ({exc.strerror or exc})"
-            raise ConfigError(msg) from exc
-        sockets = getattr(site._server, "sockets", None) or []  # aiohttp has no public accessor
-        self.bound = sockets[0].getsockname()[:2] if sockets else (host, port)
         log.info(
             "Openqq API on http://%s:%d/openqq/ for account %s", *self.bound, self.opts.account
         )

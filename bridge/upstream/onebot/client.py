@@ -52,7 +52,8 @@ from bridge.core.model import (
     member_display,
 )
 from bridge.core.ports import Emit, SendOutcome, Snapshot
-from bridge.errors import ActionFailed, BridgeError, BufferFull, ConfigError, UpstreamUnavailable
+from bridge.errors import ActionFailed, BridgeError, BufferFull, UpstreamUnavailable
+from bridge.netutil import start_site
 from bridge.upstream.onebot.translate import (
     as_int,
     as_str,
@@ -895,18 +896,7 @@ class OneBotAccount:
         app.router.add_get(path, self._accept)
         if path != "/":
             app.router.add_get(path + "/", self._accept)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            msg = f"onebot_listen {host}:{port}: cannot listen ({exc.strerror or exc})"
-            raise ConfigError(msg) from exc
-        sockets = getattr(site._server, "sockets", None) or []  # aiohttp has no public accessor
-        self.bound = sockets[0].getsockname()[:2] if sockets else (host, port)
+        self._runner, self.bound = await start_site(app, host, port, "onebot_listen")
         log.info("waiting for OneBot to connect to ws://%s:%d%s", *self.bound, path)
 
     def _token_ok(self, request: web.Request) -> bool:
