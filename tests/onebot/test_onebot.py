@@ -570,3 +570,21 @@ async def test_reverse_websocket_checks_token_role_and_self_id():
     await account.stop()
     await asyncio.wait_for(task, 5)
     assert await asyncio.wait_for(serving, 5) == 101
+
+
+async def test_a_silent_connection_is_closed_by_the_heartbeat_watchdog(ob: OB):
+    # The implementation announces 200 ms heartbeats, then goes quiet with the socket open.
+    await ob.fake.push(
+        {
+            "post_type": "meta_event",
+            "meta_event_type": "heartbeat",
+            "interval": 200,
+            "status": {"online": True, "good": True},
+        }
+    )
+    await ob.event(lambda b: b.get("params") == ["running", "loading"], timeout=5)
+    await ob.event(lambda b: b.get("params") == ["updating", "running"], timeout=5)
+    # The new connection has announced no heartbeat: the watchdog leaves it alone.
+    await asyncio.sleep(1.0)
+    assert ob.fake.connections == 2
+    assert ob.account.state == "running"

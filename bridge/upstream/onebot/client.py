@@ -260,6 +260,8 @@ class OneBotAccount:
         self._ws = ws
         self.connections += 1
         self._last_frame = time.monotonic()
+        # Each connection announces its own heartbeat interval (or none).
+        self._heartbeat_ms = 0
         self._lifecycle = asyncio.get_running_loop().create_future()
         # Bounded: when the bridge cannot keep up, the reader stops reading the socket and
         # the implementation holds the events (TCP back-pressure), instead of our memory.
