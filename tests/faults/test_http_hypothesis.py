@@ -13,30 +13,11 @@ from hypothesis import strategies as st
 
 from bridge.adapters.openqq.routes import ROUTES
 from bridge.bus.memory import MemoryBus
+from tests.adapter import test_fuzz as raw_fuzz
 from tests.conftest import api_url, running_adapter, running_bridge
 
-NAMES = st.sampled_from(
-    [
-        "id",
-        "uid",
-        "name",
-        "displayname",
-        "content",
-        "async",
-        "group_id",
-        "group_uid",
-        "member_id",
-        "member_uid",
-        "time",
-        "discuss_id",
-        "datatype",
-        "callback",
-        "type",
-        "markname",
-        "gnumber",
-        "x",
-    ]
-)
+# The parameter names the seeded raw fuzzer uses, now combined by hypothesis.
+NAMES = st.sampled_from(raw_fuzz.NAMES)
 VALUES = st.one_of(
     st.text(max_size=40),
     st.integers(min_value=-(10**20), max_value=10**20).map(str),
