@@ -186,12 +186,23 @@ class CommandServer:
 
     async def _run(self, d: Delivery, cmd: Command, name: str, mid: str | None) -> bytes | None:
         """Execute, reply, settle; the reply body, or None when the delivery was requeued."""
-        if mid:
-            store = self._store
-            _SENDING.set(lambda: store.mark_sent(mid))
+        handed: list[bool] = []
+
+        def mark() -> None:
+            handed.append(True)
+            if mid:
+                self._store.mark_sent(mid)
+
+        _SENDING.set(mark)
         try:
             result = await self._execute(cmd)
         except RETRYABLE as exc:
+            if handed:
+                # It reached the QQ side: trying again could do it twice.
+                reason = f"result unknown: {exc}"
+                return await self._settle_failed(
+                    d, reason, failure_reply(cmd, reason, code=-5), mid
+                )
             if not d.redelivered:
                 log.warning(
                     "command %s (message_id %s) failed, requeued once: %s",

@@ -588,3 +588,14 @@ async def test_a_silent_connection_is_closed_by_the_heartbeat_watchdog(ob: OB):
     await asyncio.sleep(1.0)
     assert ob.fake.connections == 2
     assert ob.account.state == "running"
+
+
+async def test_a_kick_without_answer_is_not_tried_again(ob: OB):
+    ob.fake.script["set_group_kick_members"] = lambda _p: None  # never answers
+    reply = await ob.call(c.KickGroupMember(group_uid=67890, member_uid=[88888, 456789]), timeout=15)
+    assert reply["code"] == -5
+    assert reply["status"].startswith("result unknown: set_group_kick_members: no answer")
+    await ob.fake.next_action("set_group_kick_members")
+    await asyncio.sleep(0.5)
+    later = [ob.fake.actions.get_nowait()["action"] for _ in range(ob.fake.actions.qsize())]
+    assert "set_group_kick_members" not in later
