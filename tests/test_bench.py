@@ -17,15 +17,37 @@ def test_bench_quick_mode_prints_every_part(rabbitmq):
         if os.environ.get("CI") == "true":
             pytest.fail("wrk is not installed (.ci/run installs it)")
         pytest.skip("wrk is not installed (apt-get install wrk)")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "AMQP_URL": rabbitmq},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+
+    def bench() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bench", "--quick"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "AMQP_URL": rabbitmq},
+            check=False,
+        )
+
+    def complete(done: subprocess.CompletedProcess[str]) -> bool:
+        rows = [
+            line
+            for line in done.stdout.splitlines()
+            if line.startswith("| ") and "| part" not in line
+        ]
+        return done.returncode == 0 and all(
+            r.strip("|").split("|")[2].strip()[:1].isdigit() for r in rows
+        )
+
+    # One rerun: a 1-second smoke run on a shared 2-core machine can lose a race with its
+    # neighbours (seen once in many runs); twice in a row is a real failure.
+    done = bench()
+    if not complete(done):
+        first = (done.stdout[-2000:], done.stderr[-3000:])
+        done = bench()
+        assert complete(done), {
+            "first": first,
+            "second": (done.stdout[-2000:], done.stderr[-3000:]),
+        }
     table = done.stdout
     for part in ("| ingest |", "| sends |", "| reads |", "| latency |", "| scale |"):
         assert part in table
@@ -33,4 +55,4 @@ def test_bench_quick_mode_prints_every_part(rabbitmq):
     for line in table.splitlines():
         if line.startswith("| ") and not line.startswith(("| part", "|---")):
             cells = [c.strip() for c in line.strip("|").split("|")]
-            assert cells[2][0].isdigit(), line
+            assert cells[2][0].isdigit(), (line, done.stderr[-2000:])

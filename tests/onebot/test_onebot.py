@@ -592,7 +592,9 @@ async def test_a_silent_connection_is_closed_by_the_heartbeat_watchdog(ob: OB):
 
 async def test_a_kick_without_answer_is_not_tried_again(ob: OB):
     ob.fake.script["set_group_kick_members"] = lambda _p: None  # never answers
-    reply = await ob.call(c.KickGroupMember(group_uid=67890, member_uid=[88888, 456789]), timeout=15)
+    reply = await ob.call(
+        c.KickGroupMember(group_uid=67890, member_uid=[88888, 456789]), timeout=15
+    )
     assert reply["code"] == -5
     assert reply["status"].startswith("result unknown: set_group_kick_members: no answer")
     await ob.fake.next_action("set_group_kick_members")
