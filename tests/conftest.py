@@ -23,6 +23,7 @@ from bridge.core.routing import Names
 from bridge.service import Bridge, BridgeOptions
 from bridge.store import DoneStore
 from bridge.upstream.sim import SimSettings, SimulatedAccount
+from tests.proxy import TcpProxy
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 ACCOUNT = "default"
@@ -104,6 +105,25 @@ async def bus_factory(request: pytest.FixtureRequest, ns: str):
         await b.close()
     if request.param == "rabbitmq":
         await delete_namespace(request.getfixturevalue("rabbitmq"), ns)
+
+
+@pytest.fixture
+async def proxied_bus(
+    rabbitmq: str, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[TcpProxy, AmqpBus]]:
+    """A RabbitMQ bus reached through a TCP proxy the test can cut and restore."""
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    bus = await AmqpBus.connect(
+        f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.2",
+        name=request.node.nodeid,
+        retry_seconds=5,
+    )
+    try:
+        yield proxy, bus
+    finally:
+        await bus.close()
+        await proxy.close()
 
 
 @asynccontextmanager

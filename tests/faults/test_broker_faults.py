@@ -17,7 +17,6 @@ import pytest
 
 from bridge.bus.amqp import AmqpBus
 from tests.conftest import running_bridge, sim_url
-from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -59,15 +58,11 @@ async def wait_count(sink: Sink, n: int, timeout: float) -> None:
             await asyncio.sleep(0.05)
 
 
-async def test_broker_cut_while_5000_messages_loses_nothing(rabbitmq, amqp_ns, tmp_path):
-    proxy = TcpProxy("127.0.0.1", 5672)
-    await proxy.start()
+async def test_broker_cut_while_5000_messages_loses_nothing(
+    rabbitmq, amqp_ns, tmp_path, proxied_bus
+):
+    proxy, bus = proxied_bus
     conn = await aio_pika.connect(rabbitmq)
-    bus = await AmqpBus.connect(
-        f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.2",
-        name="fault-cut",
-        retry_seconds=5,
-    )
     try:
         sink = await sink_on(conn, amqp_ns)
         async with running_bridge(bus, amqp_ns, tmp_path) as (_bridge, sim):
@@ -95,22 +90,14 @@ async def test_broker_cut_while_5000_messages_loses_nothing(rabbitmq, amqp_ns, t
             f" cut {restored_at - cut_at:.1f}s, first delivery {recovery:.2f}s after restore"
         )
     finally:
-        await bus.close()
         await conn.close()
-        await proxy.close()
 
 
 async def test_a_full_buffer_refuses_upstream_loudly_and_drops_nothing_silently(
-    rabbitmq, amqp_ns, tmp_path, caplog
+    rabbitmq, amqp_ns, tmp_path, caplog, proxied_bus
 ):
-    proxy = TcpProxy("127.0.0.1", 5672)
-    await proxy.start()
+    proxy, bus = proxied_bus
     conn = await aio_pika.connect(rabbitmq)
-    bus = await AmqpBus.connect(
-        f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.2",
-        name="fault-buffer",
-        retry_seconds=5,
-    )
     try:
         sink = await sink_on(conn, amqp_ns)
         async with running_bridge(bus, amqp_ns, tmp_path, event_buffer=200, buffer_wait=0.2) as (
@@ -139,9 +126,7 @@ async def test_a_full_buffer_refuses_upstream_loudly_and_drops_nothing_silently(
             f" (logged), delivered {len(received)}, lost silently 0"
         )
     finally:
-        await bus.close()
         await conn.close()
-        await proxy.close()
 
 
 async def test_a_slow_consumer_does_not_slow_the_bridge_or_others(rabbitmq, amqp_ns, tmp_path):

@@ -9,23 +9,17 @@ import aiohttp
 import msgspec
 import pytest
 
-from bridge.bus.amqp import AmqpBus
 from bridge.core import commands as c
 from tests.conftest import running_bridge, sim_url
-from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 
 
-async def test_events_during_a_broker_outage_arrive_after_reconnect(rabbitmq, amqp_ns, tmp_path):
-    proxy = TcpProxy("127.0.0.1", 5672)
-    await proxy.start()
+async def test_events_during_a_broker_outage_arrive_after_reconnect(
+    rabbitmq, amqp_ns, tmp_path, proxied_bus
+):
+    proxy, bus = proxied_bus
     consumer = await aio_pika.connect(rabbitmq)
-    bus = await AmqpBus.connect(
-        f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.2",
-        name="reconnect-test",
-        retry_seconds=5,
-    )
     try:
         async with running_bridge(bus, amqp_ns, tmp_path) as (_bridge, sim):
             ch = await consumer.channel()
@@ -63,6 +57,4 @@ async def test_events_during_a_broker_outage_arrive_after_reconnect(rabbitmq, am
             assert reply["uid"] == 123456
             await rpc.close()
     finally:
-        await bus.close()
         await consumer.close()
-        await proxy.close()

@@ -500,18 +500,11 @@ class OneBotAccount:
         now = int(time.time())
         try:
             data = await self.call(action, message=outgoing(content), **params)
-        except ActionTimeout as exc:
+        except (ActionTimeout, ConnectionLost) as exc:
+            # The action left: QQ may have delivered it, so it is reported, never retried.
             return SendOutcome(
                 code=-3,
                 info=f"{exc}; it may have been delivered, so it is not retried",
-                msg_id=0,
-                time=now,
-                content=content,
-            )
-        except ConnectionLost as exc:
-            return SendOutcome(
-                code=-3,
-                info=f"{exc} while sending; it may have been delivered, so it is not retried",
                 msg_id=0,
                 time=now,
                 content=content,
