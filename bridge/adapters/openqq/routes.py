@@ -10,17 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from bridge.adapters.openqq.context import ApiContext
 from bridge.adapters.openqq.jsonfmt import dumps
 from bridge.adapters.openqq.params import Params, last, qq, single, truthy
 from bridge.core import commands as c
 from bridge.core.model import Friend, GroupBasic, basic
-
-if TYPE_CHECKING:
-    from bridge.adapters.openqq.app import OpenqqApi
 
 JSON = "application/json"
 ASYNC_OK = dumps(c.StatusReply(code=0, status="request already in execution"))
@@ -46,7 +44,7 @@ class Answer:
     status: int = 200
 
 
-Handler = Callable[["OpenqqApi", Params, web.Request], Awaitable[Answer]]
+Handler = Callable[[ApiContext, Params, web.Request], Awaitable[Answer]]
 ROUTES: dict[str, tuple[frozenset[str], Handler]] = {}
 
 
@@ -102,32 +100,32 @@ def _split_members(raw: str) -> list[str]:
 # --- reads ---------------------------------------------------------------------------------
 
 
-async def _read(api: OpenqqApi, cmd: c.Command, local: Callable[[], object]) -> Answer:
+async def _read(api: ApiContext, cmd: c.Command, local: Callable[[], object]) -> Answer:
     if api.replica.ready.is_set():
         return Answer(dumps(local()))
     return Answer(await api.call(cmd))
 
 
 @route("get_user_info", post=False)
-async def get_user_info(api: OpenqqApi, _p: Params, _r: web.Request) -> Answer:
+async def get_user_info(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """The logged-in user."""
     return await _read(api, c.GetUserInfo(), lambda: api.replica.book.user)
 
 
 @route("get_friend_info", post=False)
-async def get_friend_info(api: OpenqqApi, _p: Params, _r: web.Request) -> Answer:
+async def get_friend_info(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """Every friend."""
     return await _read(api, c.GetFriendInfo(), lambda: api.replica.book.friends)
 
 
 @route("get_group_info", post=False)
-async def get_group_info(api: OpenqqApi, _p: Params, _r: web.Request) -> Answer:
+async def get_group_info(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """Every group with its members."""
     return await _read(api, c.GetGroupInfo(), lambda: api.replica.book.groups)
 
 
 @route("get_group_basic_info", post=False)
-async def get_group_basic_info(api: OpenqqApi, _p: Params, _r: web.Request) -> Answer:
+async def get_group_basic_info(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """Every group without members."""
     return await _read(
         api, c.GetGroupBasicInfo(), lambda: [basic(g) for g in api.replica.book.groups]
@@ -135,7 +133,7 @@ async def get_group_basic_info(api: OpenqqApi, _p: Params, _r: web.Request) -> A
 
 
 @route("get_discuss_info", post=False)
-async def get_discuss_info(api: OpenqqApi, _p: Params, _r: web.Request) -> Answer:
+async def get_discuss_info(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """Every discuss group with its members."""
     return await _read(api, c.GetDiscussInfo(), lambda: api.replica.book.discusses)
 
@@ -155,7 +153,7 @@ def _criteria(
 
 
 @route("search_friend")
-async def search_friend(api: OpenqqApi, params: Params, _r: web.Request) -> Answer:
+async def search_friend(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Friends whose given attributes all equal the given values."""
     params = dict(params)
     kind = params.pop("type", None)
@@ -171,7 +169,7 @@ async def search_friend(api: OpenqqApi, params: Params, _r: web.Request) -> Answ
 
 
 @route("search_group")
-async def search_group(api: OpenqqApi, params: Params, _r: web.Request) -> Answer:
+async def search_group(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Groups whose given attributes all equal the given values (``member`` is ignored)."""
     params = {k: v for k, v in params.items() if k != "member"}
     aliases = {"gnumber": "uid", "gtype": "role"}
@@ -189,7 +187,7 @@ async def search_group(api: OpenqqApi, params: Params, _r: web.Request) -> Answe
 
 
 async def _send(
-    api: OpenqqApi,
+    api: ApiContext,
     params: Params,
     cmd_type: type[c.SendFriendMessage] | type[c.SendGroupMessage] | type[c.SendDiscussMessage],
     names: tuple[str, ...],
@@ -224,25 +222,25 @@ async def _send(
 
 
 @route("send_friend_message")
-async def send_friend_message(api: OpenqqApi, params: Params, _r: web.Request) -> Answer:
+async def send_friend_message(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Send to a friend by id, uid, name, displayname; ``async`` answers at once."""
     return await _send(api, params, c.SendFriendMessage, LOOKUP, 100, "friend")
 
 
 @route("send_group_message")
-async def send_group_message(api: OpenqqApi, params: Params, _r: web.Request) -> Answer:
+async def send_group_message(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Send to a group by id, uid, name, displayname; ``async`` answers at once."""
     return await _send(api, params, c.SendGroupMessage, LOOKUP, 101, "group")
 
 
 @route("send_discuss_message")
-async def send_discuss_message(api: OpenqqApi, params: Params, _r: web.Request) -> Answer:
+async def send_discuss_message(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Send to a discuss group by id; ``async`` works (the original died with a 500)."""
     return await _send(api, params, c.SendDiscussMessage, ("id",), 102, "discuss")
 
 
 @route("send_sess_message")
-async def send_sess_message(api: OpenqqApi, params: Params, _r: web.Request) -> Answer:
+async def send_sess_message(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Temporary chat with a group or discuss member (the original hung; this answers)."""
     content = last(params, "content") or ""
     member = _lookup(params, ("id", "uid"))
@@ -269,7 +267,7 @@ async def send_sess_message(api: OpenqqApi, params: Params, _r: web.Request) -> 
 # --- group management ----------------------------------------------------------------------
 
 
-async def _manage(api: OpenqqApi, params: Params, shutup: bool) -> Answer:
+async def _manage(api: ApiContext, params: Params, shutup: bool) -> Answer:
     group = _lookup(params, ("group_id", "group_uid"), {"group_id": "id", "group_uid": "uid"})
     if group is None:
         return Answer(NOT_FOUND_OBJECT)
@@ -322,19 +320,19 @@ async def _manage(api: OpenqqApi, params: Params, shutup: bool) -> Answer:
     return Answer(await api.call(cmd))
 
 
-async def _after_group(api: OpenqqApi, group: dict[str, Any], answer: Answer) -> Answer:
+async def _after_group(api: ApiContext, group: dict[str, Any], answer: Answer) -> Answer:
     # The original looks the group up first: an unknown group wins over any other error.
     return answer if await api.group_exists(group) else Answer(NOT_FOUND_OBJECT)
 
 
 @route("kick_group_member")
-async def kick_group_member(api: OpenqqApi, params: Params, _r: web.Request) -> Answer:
+async def kick_group_member(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Remove members (comma-separated member_id or member_uid) from a group."""
     return await _manage(api, params, shutup=False)
 
 
 @route("shutup_group_member")
-async def shutup_group_member(api: OpenqqApi, params: Params, _r: web.Request) -> Answer:
+async def shutup_group_member(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Mute members for ``time`` (seconds by default; setting shutup_unit)."""
     return await _manage(api, params, shutup=True)
 
@@ -343,7 +341,7 @@ async def shutup_group_member(api: OpenqqApi, params: Params, _r: web.Request) -
 
 
 @route("check_event")
-async def check_event(api: OpenqqApi, _p: Params, request: web.Request) -> Answer:
+async def check_event(api: ApiContext, _p: Params, request: web.Request) -> Answer:
     """Everything waiting, or a long poll for the next item, or ``[]``."""
     transport = request.transport
 
@@ -355,18 +353,18 @@ async def check_event(api: OpenqqApi, _p: Params, request: web.Request) -> Answe
 
 
 @route("get_client_info")
-async def get_client_info(api: OpenqqApi, _p: Params, _r: web.Request) -> Answer:
+async def get_client_info(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """The bridge's process information."""
     return Answer(await api.call(c.GetClientInfo()))
 
 
 @route("stop_client")
-async def stop_client(api: OpenqqApi, _p: Params, _r: web.Request) -> Answer:
+async def stop_client(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """Stop the bridge in 3 seconds."""
     return Answer(await api.call(c.StopClient()))
 
 
 @route("relogin", post=False)
-async def relogin(api: OpenqqApi, _p: Params, _r: web.Request) -> Answer:
+async def relogin(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """Log the account in again in 3 seconds."""
     return Answer(await api.call(c.Relogin()))

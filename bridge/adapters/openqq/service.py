@@ -19,8 +19,9 @@ from typing import Literal
 import aiohttp
 from aiohttp import web
 
-from bridge.adapters.openqq.app import ApiOptions, OpenqqApi
+from bridge.adapters.openqq.app import OpenqqApi
 from bridge.adapters.openqq.check_event import EventBuffer
+from bridge.adapters.openqq.context import ApiOptions
 from bridge.adapters.openqq.jsonfmt import legacy
 from bridge.adapters.openqq.post_api import (
     PostApiForwarder,
