@@ -22,6 +22,7 @@ from aiohttp import web
 from bridge.adapters.openqq.app import OpenqqApi
 from bridge.adapters.openqq.check_event import EventBuffer
 from bridge.adapters.openqq.context import ApiOptions
+from bridge.adapters.openqq.httpserver import RawTargetRunner
 from bridge.adapters.openqq.jsonfmt import legacy
 from bridge.adapters.openqq.post_api import (
     PostApiForwarder,
@@ -148,7 +149,13 @@ class OpenqqAdapter:
         host, port = self.opts.listen
         # Legacy callers send whole messages in GET query strings.
         self._runner, self.bound = await start_site(
-            self.api.app(), host, port, "listen", max_line_size=MAX_LINE, max_field_size=MAX_FIELD
+            self.api.app(),
+            host,
+            port,
+            "listen",
+            RawTargetRunner,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_FIELD,
         )
         log.info(
             "Openqq API on http://%s:%d/openqq/ for account %s", *self.bound, self.opts.account
