@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from bridge.adapters.openqq.context import ApiContext
@@ -29,7 +30,8 @@ SHUTUP_TIME_ERROR = dumps(c.StatusReply(code=400, status="shutup time missing or
 TRANSPORT_PARAMS = frozenset({"datatype", "callback", "_", "access_token", "client", "async"})
 FRIEND_SEARCH = frozenset(Friend.__struct_fields__) | {"displayname"}
 GROUP_SEARCH = frozenset(GroupBasic.__struct_fields__) | {"displayname"}
-MAX_SHUTUP_SECONDS = 30 * 86400
+#: The original sent the text of a Perl list reference; this says what is wrong instead.
+CONTENT_TWICE = "content 参数重复 (content given twice)"
 LOOKUP = ("id", "uid", "name", "displayname")
 NUMERIC = frozenset({"id", "uid", "group_id", "group_uid", "discuss_id"})
 _DIGITS = re.compile(r"[0-9]{1,12}")
@@ -59,8 +61,35 @@ def route(name: str, *, post: bool = True) -> Callable[[Handler], Handler]:
     return register
 
 
+def _status(code: int, status: str) -> Answer:
+    return Answer(dumps(c.StatusReply(code=code, status=status)))
+
+
 def _send_failed(info: str) -> Answer:
     return Answer(dumps(c.send_failure(info)))
+
+
+def _unsendable(params: Params, content: str) -> str | None:
+    """Why the content cannot be sent as given, checked after the target is found."""
+    if _repeated(params, "content"):
+        return CONTENT_TWICE
+    if len(content) > c.MAX_CONTENT:
+        return f"content too long: {len(content)} characters, at most {c.MAX_CONTENT}"
+    return None
+
+
+async def _refuse_after_lookup(api: ApiContext, probe: c.Command, info: str) -> Answer:
+    """发送失败 with ``info`` if the target exists, else the original's not-found answer."""
+    # The same send without content looks the target up and cannot send anything: the bridge
+    # answers not-found, or that the content is empty (then the target exists).
+    body = await api.call(probe)
+    try:
+        reply = msgspec.json.decode(body, type=c.SendReply)
+    except msgspec.DecodeError:
+        return Answer(body)
+    if reply.id is None and reply.info == c.EMPTY_CONTENT:
+        return _send_failed(info)
+    return Answer(body)
 
 
 def _not_found(code: int, what: str) -> Answer:
@@ -79,6 +108,8 @@ def _lookup(
         key = (rename or {}).get(name, name)
         if value is None:
             return None  # given twice: the original compares a list, which never matches
+        if len(value) > c.MAX_NAME:
+            return None  # no QQ name is that long, and the bus carries none longer
         if name in NUMERIC:
             number = qq(value)
             if number is None:
@@ -87,6 +118,15 @@ def _lookup(
         else:
             crit[key] = value
     return crit or None
+
+
+def _repeated(params: Params, name: str) -> bool:
+    return len(params.get(name, ())) > 1
+
+
+def _asynchronous(params: Params) -> bool:
+    # Given twice, the original's ``async`` is a list: true in Perl, whatever the values.
+    return _repeated(params, "async") or truthy(last(params, "async"))
 
 
 def _split_members(raw: str) -> list[str]:
@@ -198,11 +238,14 @@ async def _send(
     if crit is None:
         return _not_found(code, what)
     content = last(params, "content") or ""
-    if not truthy(last(params, "async")):
+    refusal = _unsendable(params, content)
+    if refusal is not None:
+        return await _refuse_after_lookup(api, cmd_type(**crit, content=""), refusal)
+    if not _asynchronous(params):
         return Answer(await api.call(cmd_type(**crit, content=content)))
     if not content:
         # The original answered "in execution" and then sent nothing; say so instead.
-        return _send_failed("消息内容为空 (content is empty)")
+        return _send_failed(c.EMPTY_CONTENT)
     if not api.replica.ready.is_set():
         # No replica yet to check the target: ask the bridge, answer in the async shape.
         body = await api.call(cmd_type(**crit, content=content))
@@ -261,6 +304,9 @@ async def send_sess_message(api: ApiContext, params: Params, _r: web.Request) ->
         cmd = c.SendSessMessage(discuss_id=discuss["discuss_id"], content=content, **member)
     else:
         return _not_found(105, "discuss member or group member ")
+    refusal = _unsendable(params, content)
+    if refusal is not None:
+        return await _refuse_after_lookup(api, msgspec.structs.replace(cmd, content=""), refusal)
     return Answer(await api.call(cmd))
 
 
@@ -272,33 +318,49 @@ async def _manage(api: ApiContext, params: Params, shutup: bool) -> Answer:
     if group is None:
         return Answer(NOT_FOUND_OBJECT)
     seconds = 0
+    refusal: str | None = None
     if shutup:
+        if _repeated(params, "time"):
+            # The original reads a list, which is not digits.
+            return await _after_group(api, group, Answer(SHUTUP_TIME_ERROR))
         raw = last(params, "time")
         if api.opts.shutup_unit == "seconds":
             # Seed document: seconds, at least 60, 60 when not given.
             if raw is None:
                 raw = "60"
-            if not _DIGITS.fullmatch(raw) or not 60 <= int(raw) <= MAX_SHUTUP_SECONDS:
+            if not _DIGITS.fullmatch(raw) or not 60 <= int(raw) <= c.MAX_SHUTUP_SECONDS:
                 return await _after_group(api, group, Answer(SHUTUP_TIME_ERROR))
             seconds = int(raw)
         else:
-            # Later Mojo::Webqq: minutes, required.
-            if raw is None or not _DIGITS.fullmatch(raw) or int(raw) * 60 > MAX_SHUTUP_SECONDS:
+            # Later Mojo::Webqq: minutes, required; QQ refuses under a minute (201, after the
+            # member checks, as the original). The bus carries at most 30 days.
+            if raw is None or not _DIGITS.fullmatch(raw):
                 return await _after_group(api, group, Answer(SHUTUP_TIME_ERROR))
             seconds = int(raw) * 60
+            if seconds < 60:
+                refusal = "failure"
+            elif seconds > c.MAX_SHUTUP_SECONDS:
+                refusal = f"failure: at most {c.MAX_SHUTUP_SECONDS // 60} minutes (30 days)"
     field = "member_id" if "member_id" in params else "member_uid"
+    if _repeated(params, field):
+        # The original reads a list and finds no member of that name: nobody is touched.
+        status = f"member {','.join(params[field])} not found"
+        return await _after_group(api, group, _status(100, status))
     values = _split_members(last(params, field) or "")
     if not values:
-        return await _after_group(
-            api, group, Answer(dumps(c.StatusReply(code=200, status="member id empty")))
-        )
+        return await _after_group(api, group, _status(200, "member id empty"))
     numbers = []
     for value in values:
         number = qq(value)
         if number is None:
-            answer = Answer(dumps(c.StatusReply(code=100, status=f"member {value} not found")))
+            answer = _status(100, f"member {value} not found")
             return await _after_group(api, group, answer)
         numbers.append(number)
+    if len(numbers) > c.MAX_MEMBERS:
+        status = f"failure: {len(numbers)} members, at most {c.MAX_MEMBERS} per request"
+        return await _after_group(api, group, _status(201, status))
+    if refusal is not None:
+        return await _after_group(api, group, _status(201, refusal))
     by_id = field == "member_id"
     gid, guid = group.get("id"), group.get("uid")
     cmd: c.Command
