@@ -169,6 +169,7 @@ class SearchGroup(_Command, kw_only=True, frozen=True, tag="search_group"):
     markname: Criterion = None
     max_admin: Criterion = None
     max_member: Criterion = None
+    member_count: Criterion = None
     memo: Criterion = None
     name: Criterion = None
     owner_id: Criterion = None

@@ -32,8 +32,11 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
 def _attr(obj: object, name: str) -> object:
+    # The original's searches also compare the value of these methods.
     if name == "displayname" and isinstance(obj, Friend | Group):
         return display_name(obj)
+    if name == "member_count" and isinstance(obj, Group):
+        return len(obj.member)
     return getattr(obj, name, None)
 
 

@@ -158,3 +158,32 @@ async def test_shutup_minutes_edges(api: Api):
     assert await api.body(shutup, group_uid="67890", member_uid="88888", time="43201") == (
         b'{"code":201,"status":"failure: at most 43200 minutes (30 days)"}'
     )
+
+
+# --- method names the original's searches compare (2.6) ---------------------------------------
+
+
+async def _uids(api: Api, path: str, **params: str) -> list[int] | bytes:
+    body = await api.body(path, **params)
+    return body if body == OBJECT_NOT_FOUND else [o["uid"] for o in msgspec.json.decode(body)]
+
+
+async def test_search_group_compares_type_number_and_member_count(api: Api):
+    group = "/openqq/search_group"
+    assert await _uids(api, group, type="group") == [67890, 552603]
+    assert await _uids(api, group, type="friend") == OBJECT_NOT_FOUND
+    assert await _uids(api, group, number="552603") == [552603]
+    assert await _uids(api, group, member_count="5") == [67890]
+    assert await _uids(api, group, gmember_count="3", type="group") == [552603]
+    assert await _uids(api, group, member_count="4") == OBJECT_NOT_FOUND
+
+
+async def test_search_friend_type_friend_matches_every_friend(api: Api):
+    friend = "/openqq/search_friend"
+    assert await _uids(api, friend, type="friend") == [456789, 1234567, 7891234]
+    assert await _uids(api, friend, type="group") == OBJECT_NOT_FOUND
+
+
+async def test_user_account_is_a_number(api: Api):
+    user = msgspec.json.decode(await api.body("/openqq/get_user_info"))
+    assert user["account"] == 123456

@@ -105,3 +105,10 @@ async def test_curl_with_a_literal_utf8_query(api: Api):
     assert head.startswith(b"HTTP/1.1 200"), out
     assert SENT.fullmatch(body)
     assert (await next_sent(api))["content"] == "测试"
+
+
+async def test_bytes_that_are_not_utf8_become_replacement_characters(api: Api):
+    raw = _get(b"/openqq/send_group_message?uid=67890&content=a\xffb%FEc", close=True)
+    ((head, body),) = await _exchange(api, raw, 1)
+    assert SENT.fullmatch(body), (head, body)
+    assert (await next_sent(api))["content"] == "a\ufffdb\ufffdc"

@@ -29,7 +29,7 @@ SHUTUP_TIME_ERROR = dumps(c.StatusReply(code=400, status="shutup time missing or
 #: Parameters that steer the transport, never search criteria.
 TRANSPORT_PARAMS = frozenset({"datatype", "callback", "_", "access_token", "client", "async"})
 FRIEND_SEARCH = frozenset(Friend.__struct_fields__) | {"displayname"}
-GROUP_SEARCH = frozenset(GroupBasic.__struct_fields__) | {"displayname"}
+GROUP_SEARCH = frozenset(GroupBasic.__struct_fields__) | {"displayname", "member_count"}
 #: The original sent the text of a Perl list reference; this says what is wrong instead.
 CONTENT_TWICE = "content 参数重复 (content given twice)"
 LOOKUP = ("id", "uid", "name", "displayname")
@@ -181,6 +181,7 @@ async def get_discuss_info(api: ApiContext, _p: Params, _r: web.Request) -> Answ
 def _criteria(
     params: Params, allowed: frozenset[str], aliases: dict[str, str]
 ) -> dict[str, str] | None:
+    """Search criteria (maybe none); None when one names no attribute at all."""
     crit: dict[str, str] = {}
     for name, values in params.items():
         if name in TRANSPORT_PARAMS:
@@ -189,38 +190,55 @@ def _criteria(
         if key not in allowed:
             return None  # nothing has that attribute (the original died here with a 500)
         crit[key] = values[-1]  # later duplicates overwrite earlier ones
-    return crit or None
+    return crit
+
+
+def _kind_matches(params: dict[str, list[str]], kind: str) -> bool | None:
+    """Pop ``type`` (the original's method naming the object kind): None if absent."""
+    given = params.pop("type", None)
+    return None if given is None else given[-1] == kind
+
+
+async def _search(
+    api: ApiContext,
+    crit: dict[str, str] | None,
+    kind: bool | None,
+    local: Callable[[dict[str, str]], list[Any]],
+    every: Callable[[], list[Any]],
+    remote: c.Command,
+) -> Answer:
+    # ``type`` alone (of the right kind) matches every object, as in the original.
+    if crit is None or kind is False or not (crit or kind):
+        return Answer(NOT_FOUND_OBJECT)
+    if api.replica.ready.is_set():
+        found = local(crit) if crit else every()
+        return Answer(dumps(found) if found else NOT_FOUND_OBJECT)
+    return Answer(await api.call(remote))
 
 
 @route("search_friend")
 async def search_friend(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Friends whose given attributes all equal the given values."""
     params = dict(params)
-    kind = params.pop("type", None)
-    if kind is not None and kind[-1] != "friend":
-        return Answer(NOT_FOUND_OBJECT)
+    kind = _kind_matches(params, "friend")
     crit = _criteria(params, FRIEND_SEARCH, {"nick": "name", "qq": "uid"})
-    if crit is None:
-        return Answer(NOT_FOUND_OBJECT)
-    if api.replica.ready.is_set():
-        found = api.replica.book.search_friends(crit)
-        return Answer(dumps(found) if found else NOT_FOUND_OBJECT)
-    return Answer(await api.call(c.SearchFriend(**crit)))
+    book = api.replica.book
+    remote = c.SearchFriend(**crit) if crit else c.GetFriendInfo()
+    return await _search(api, crit, kind, book.search_friends, lambda: book.friends, remote)
 
 
 @route("search_group")
 async def search_group(api: ApiContext, params: Params, _r: web.Request) -> Answer:
     """Groups whose given attributes all equal the given values (``member`` is ignored)."""
     params = {k: v for k, v in params.items() if k != "member"}
-    aliases = {"gnumber": "uid", "gtype": "role"}
+    kind = _kind_matches(params, "group")
+    # ``number`` is the original's method for the group number.
+    aliases = {"gnumber": "uid", "gtype": "role", "number": "uid"}
     aliases |= {f"g{f}": f for f in GROUP_SEARCH if f"g{f}" not in GROUP_SEARCH}
     crit = _criteria(params, GROUP_SEARCH, aliases)
-    if crit is None:
-        return Answer(NOT_FOUND_OBJECT)
-    if api.replica.ready.is_set():
-        found = api.replica.book.search_groups(crit)
-        return Answer(dumps(found) if found else NOT_FOUND_OBJECT)
-    return Answer(await api.call(c.SearchGroup(**crit)))
+    book = api.replica.book
+    remote = c.SearchGroup(**crit) if crit else c.GetGroupInfo()
+    return await _search(api, crit, kind, book.search_groups, lambda: book.groups, remote)
 
 
 # --- sends ---------------------------------------------------------------------------------
