@@ -12,8 +12,9 @@ stay as aiohttp frames them.
 aiohttp offers no public hook for the parser, so a few private names are used:
 ``AppRunner._make_server`` and ``web.Server._loop``/``_kwargs`` (to build handlers of our
 class), ``RequestHandler._parser``/``_read_bufsize`` and ``web_protocol.MAX_MSG_QUEUE_SIZE``
-(to replace the parser with the same limits). An aiohttp release that changes them fails
-tests/adapter/test_raw_target.py. Parsing in Python costs about 8 µs more per request.
+(to replace the parser with the same limits; the last two may be missing). An aiohttp
+release that changes them fails tests/adapter/test_raw_target.py. Parsing in Python costs
+about 8 µs more per request.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ import re
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 from aiohttp.http_parser import HttpRequestParserPy, RawRequestMessage
-from aiohttp.web_protocol import MAX_MSG_QUEUE_SIZE, RequestHandler
+from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 _HIGH = re.compile(rb"[\x80-\xff]")
+# aiohttp 3.14 bounds the queue of parsed, unhandled requests; older releases have no bound.
+_QUEUE_SIZE: int | None = getattr(web_protocol, "MAX_MSG_QUEUE_SIZE", None)
+_QUEUE_OPTION: dict[str, Any] = {} if _QUEUE_SIZE is None else {"max_msg_queue_size": _QUEUE_SIZE}
 
 
 def _percent(match: re.Match[bytes]) -> bytes:
@@ -61,13 +66,13 @@ class RawTargetHandler(RequestHandler):
         self._parser = RawTargetParser(
             self,
             loop,
-            self._read_bufsize,
+            getattr(self, "_read_bufsize", DEFAULT_CHUNK_SIZE),
             max_line_size=self.max_line_size,
             max_field_size=self.max_field_size,
             max_headers=self.max_headers,
             payload_exception=web.RequestPayloadError,
             auto_decompress=auto_decompress,
-            max_msg_queue_size=MAX_MSG_QUEUE_SIZE,
+            **_QUEUE_OPTION,
         )
 
     def handle_error(
