@@ -31,7 +31,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 _HIGH = re.compile(rb"[\x80-\xff]")
-# aiohttp 3.14 bounds the queue of parsed, unhandled requests; older releases have no bound.
+# Recent aiohttp releases bound the queue of parsed, unhandled requests; older ones do not.
 _QUEUE_SIZE: int | None = getattr(web_protocol, "MAX_MSG_QUEUE_SIZE", None)
 _QUEUE_OPTION: dict[str, Any] = {} if _QUEUE_SIZE is None else {"max_msg_queue_size": _QUEUE_SIZE}
 
