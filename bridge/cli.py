@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bridge import __version__
-from bridge.adapters.openqq.adapter import AdapterOptions, OpenqqAdapter
+from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
@@ -24,7 +24,7 @@ from bridge.config import HELP, Settings, env_name, load_settings, parse_hostpor
 from bridge.core.ports import Upstream
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import Bridge
 from bridge.showmsg import show
 from bridge.store import DoneStore
 from bridge.upstream.onebot.client import OneBotAccount, OneBotSettings
@@ -165,50 +165,6 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
     )
 
 
-def bridge_options(settings: Settings, upstream: Upstream) -> BridgeOptions:
-    """Bridge options from settings, with the upstream's default send pacing."""
-    default_global, default_target = upstream.default_pacing
-    return BridgeOptions(
-        account=settings.account,
-        queue_type=settings.queue_type,
-        prefetch=settings.prefetch,
-        event_buffer=settings.event_buffer,
-        buffer_wait=settings.buffer_wait,
-        ready_wait=settings.ready_wait,
-        send_interval=(
-            default_global if settings.send_interval is None else settings.send_interval
-        ),
-        send_interval_per_target=(
-            default_target
-            if settings.send_interval_per_target is None
-            else settings.send_interval_per_target
-        ),
-        log_level=settings.log_level,
-    )
-
-
-def adapter_options(settings: Settings) -> AdapterOptions:
-    """HTTP adapter options from settings."""
-    return AdapterOptions(
-        account=settings.account,
-        listen=parse_hostport(settings.listen, "listen"),
-        access_token=settings.access_token,
-        max_request_bytes=settings.max_request_bytes,
-        rpc_timeout=settings.rpc_timeout,
-        shutup_unit=settings.shutup_unit,
-        check_event_size=settings.check_event_list_max_size,
-        check_event_timeout=settings.check_event_timeout,
-        post_api=settings.post_api,
-        post_event=settings.post_event,
-        post_event_list=tuple(settings.post_event_list),
-        post_stdout=settings.post_stdout,
-        post_api_retry_seconds=settings.post_api_retry_seconds,
-        post_api_timeout=settings.post_api_timeout,
-        poll_api=settings.poll_api,
-        poll_interval=settings.poll_interval,
-    )
-
-
 async def _connect(settings: Settings, role: str) -> Bus:
     if not settings.amqp_url:
         log.info("AMQP_URL unset: using the embedded in-memory bus")
@@ -245,7 +201,7 @@ def _on_signals(stop: Callable[[], None]) -> None:
 
 async def _serve_adapter(settings: Settings) -> None:
     bus = await _connect(settings, "adapter")
-    adapter = OpenqqAdapter(bus, Names(settings.namespace), adapter_options(settings))
+    adapter = OpenqqAdapter(bus, Names(settings.namespace), settings)
     stop = asyncio.Event()
     _on_signals(stop.set)
     try:
@@ -282,7 +238,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             bus,
             names,
             upstream,
-            bridge_options(settings, upstream),
+            settings,
             store=store,
             files=files,
             show=show if settings.show_message else None,
@@ -291,7 +247,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.
             adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
-            adapter = OpenqqAdapter(adapter_bus, names, adapter_options(settings))
+            adapter = OpenqqAdapter(adapter_bus, names, settings)
             await declare_exchanges(bus, names)
             await adapter.start()
         await bridge.run()

@@ -1,8 +1,11 @@
 """Settings: defaults, then a TOML file (``--config``), then environment variables (env wins).
 
-Every setting has an environment variable ``OPENQQ_<NAME>`` (``AMQP_URL`` for the broker).
-Values are validated at start; an error names the setting and where it came from, in one
-line. Secrets (the AMQP password) are never logged: use :func:`bridge.bus.amqp.redact`.
+Each setting is declared once, as a field of :class:`Settings` with its help text in its
+``Meta(description=...)``: ``--help``, the README check and every component read that one
+declaration, under that one name. Every setting has an environment variable
+``OPENQQ_<NAME>`` (``AMQP_URL`` for the broker). Values are validated at start; an error
+names the setting and where it came from, in one line. Secrets (the AMQP password) are never
+logged: use :func:`bridge.bus.amqp.redact`.
 """
 
 from __future__ import annotations
@@ -12,80 +15,181 @@ import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import msgspec
+from msgspec import Meta
 
-from bridge.core.events import EVENT_TYPES
+from bridge.core.events import DEFAULT_EVENTS, EVENT_NAMES
 from bridge.core.routing import valid_name
 from bridge.errors import ConfigError
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-EVENT_NAMES = tuple(k.split(".", 1)[1] for k in EVENT_TYPES if k.startswith("event."))
-#: The original's default post_event_list.
-DEFAULT_EVENTS = (
-    "login",
-    "stop",
-    "state_change",
-    "input_qrcode",
-    "new_group",
-    "new_friend",
-    "new_group_member",
-    "lose_group",
-    "lose_friend",
-    "lose_group_member",
-)
-Seconds = Annotated[float, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[float, Meta(ge=0)]
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Every setting of openqq-bridge (see ``openqq-bridge --help``)."""
 
-    account: str = "default"
-    namespace: str = "openqq"
-    amqp_url: str | None = None
-    upstream: Literal["sim", "onebot"] = "sim"
-    queue_type: Literal["classic", "quorum"] = "classic"
-    prefetch: PositiveInt = 64
-    connect_retry_seconds: Seconds = 30.0
-    event_buffer: PositiveInt = 10_000
-    buffer_wait: Seconds = 5.0
-    ready_wait: Seconds = 30.0
-    send_interval: Seconds | None = None
-    send_interval_per_target: Seconds | None = None
-    tmpdir: str = ""
-    show_message: bool = True
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    idempotency_hours: Annotated[float, msgspec.Meta(gt=0)] = 168.0
-    sim_listen: str = "127.0.0.1:5001"
-    sim_login_delay: Seconds = 0.2
-    sim_friends: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
-    sim_groups: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
-    sim_members: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
-    sim_load_rate: Seconds = 0.0
-    sim_load_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    onebot_url: str = "ws://127.0.0.1:3001"
-    onebot_token: str | None = None
-    onebot_mode: Literal["forward", "reverse"] = "forward"
-    onebot_listen: str = "127.0.0.1:8080"
-    onebot_path: str = "/onebot/v11/ws"
-    onebot_action_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
-    onebot_risk_retcodes: list[int] = msgspec.field(default_factory=list)
-    listen: str = "127.0.0.1:5000"
-    access_token: str | None = None
-    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
-    rpc_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    shutup_unit: Literal["seconds", "minutes"] = "seconds"
-    check_event_list_max_size: PositiveInt = 20
-    check_event_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    post_api: str | None = None
-    post_event: bool = True
-    post_event_list: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EVENTS))
-    post_stdout: bool = False
-    post_api_retry_seconds: Seconds = 600.0
-    post_api_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
-    poll_api: str | None = None
-    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    account: Annotated[
+        str,
+        Meta(
+            description="account name: routing keys, queue names, data files (letters, digits, _ -)"
+        ),
+    ] = "default"
+    namespace: Annotated[
+        str, Meta(description="prefix of every exchange and queue name (letters, digits, _ -)")
+    ] = "openqq"
+    amqp_url: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/ (unset: in-memory bus)"
+            )
+        ),
+    ] = None
+    upstream: Annotated[
+        Literal["sim", "onebot"],
+        Meta(description="the QQ side: sim (simulated account) or onebot (NapCat, LLBot, ...)"),
+    ] = "sim"
+    queue_type: Annotated[
+        Literal["classic", "quorum"],
+        Meta(description="classic or quorum command queues (quorum: clusters, standby bridges)"),
+    ] = "classic"
+    prefetch: Annotated[
+        PositiveInt,
+        Meta(description="unacknowledged commands per queue the bridge works on at once"),
+    ] = 64
+    connect_retry_seconds: Annotated[
+        Seconds, Meta(description="how long to retry the first broker connection before exiting")
+    ] = 30.0
+    event_buffer: Annotated[
+        PositiveInt,
+        Meta(description="events held while the broker is away; the upstream waits when full"),
+    ] = 10_000
+    buffer_wait: Annotated[
+        Seconds,
+        Meta(description="seconds an upstream event may wait for buffer room before refused"),
+    ] = 5.0
+    ready_wait: Annotated[
+        Seconds, Meta(description="seconds a command waits for the account to be running")
+    ] = 30.0
+    send_interval: Annotated[
+        Seconds | None, Meta(description="min seconds between any two sends (default: 0 for sim)")
+    ] = None
+    send_interval_per_target: Annotated[
+        Seconds | None, Meta(description="min seconds between sends to one conversation (sim: 0)")
+    ] = None
+    tmpdir: Annotated[
+        str,
+        Meta(
+            description="directory of the state JSON, QR code PNG, pid file (default: system temp)"
+        ),
+    ] = ""
+    show_message: Annotated[
+        bool, Meta(description="print each message in one readable line on stdout (true/false)")
+    ] = True
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        Meta(description="debug, info, warning or error"),
+    ] = "info"
+    idempotency_hours: Annotated[
+        float, Meta(gt=0, description="how long a command's message_id is remembered")
+    ] = 168.0
+    sim_listen: Annotated[
+        str, Meta(description="host:port of the simulated account's control endpoint (/sim/inject)")
+    ] = "127.0.0.1:5001"
+    sim_login_delay: Annotated[
+        Seconds, Meta(description="seconds the simulated login spends in each state")
+    ] = 0.2
+    sim_friends: Annotated[
+        int, Meta(ge=0, le=1_000_000, description="extra generated friends in the simulated world")
+    ] = 0
+    sim_groups: Annotated[
+        int, Meta(ge=0, le=100_000, description="extra generated groups in the simulated world")
+    ] = 0
+    sim_members: Annotated[
+        int, Meta(ge=0, le=10_000, description="members of each generated group")
+    ] = 0
+    sim_load_rate: Annotated[
+        Seconds, Meta(description="group messages per second the simulated account generates")
+    ] = 0.0
+    sim_load_seconds: Annotated[
+        float, Meta(gt=0, description="how long the generated load lasts")
+    ] = 60.0
+    onebot_url: Annotated[
+        str, Meta(description="forward WebSocket URL of the OneBot v11 implementation")
+    ] = "ws://127.0.0.1:3001"
+    onebot_token: Annotated[
+        str | None,
+        Meta(description="OneBot access token (sent as Authorization: Bearer; checked in reverse)"),
+    ] = None
+    onebot_mode: Annotated[
+        Literal["forward", "reverse"],
+        Meta(description="forward (the bridge connects) or reverse (the implementation connects)"),
+    ] = "forward"
+    onebot_listen: Annotated[
+        str, Meta(description="host:port the bridge listens on for reverse WebSocket")
+    ] = "127.0.0.1:8080"
+    onebot_path: Annotated[str, Meta(description="path of the reverse WebSocket endpoint")] = (
+        "/onebot/v11/ws"
+    )
+    onebot_action_timeout: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=600,
+            description="seconds a OneBot action may take (a send that times out fails)",
+        ),
+    ] = 30.0
+    onebot_risk_retcodes: Annotated[
+        list[int], Meta(description="retcodes treated as risk control (风控), comma-separated")
+    ] = msgspec.field(default_factory=list)
+    listen: Annotated[str, Meta(description="host:port of the Openqq HTTP API (/openqq/*)")] = (
+        "127.0.0.1:5000"
+    )
+    access_token: Annotated[
+        str | None,
+        Meta(description="token the HTTP API requires (access_token param or Bearer header)"),
+    ] = None
+    max_request_bytes: Annotated[
+        int, Meta(ge=1024, le=1 << 30, description="largest HTTP request body the API accepts")
+    ] = 1 << 20
+    rpc_timeout: Annotated[
+        float, Meta(gt=0, description="seconds the HTTP API waits for the bridge's reply")
+    ] = 30.0
+    shutup_unit: Annotated[
+        Literal["seconds", "minutes"],
+        Meta(description="unit of shutup_group_member's time: seconds (seed doc) or minutes"),
+    ] = "seconds"
+    check_event_list_max_size: Annotated[
+        PositiveInt, Meta(description="items the check_event buffer keeps")
+    ] = 20
+    check_event_timeout: Annotated[
+        float, Meta(gt=0, le=3600, description="seconds a check_event long poll waits")
+    ] = 30.0
+    post_api: Annotated[
+        str | None, Meta(description="URL every message and listed event is POSTed to")
+    ] = None
+    post_event: Annotated[bool, Meta(description="also report events (true/false)")] = True
+    post_event_list: Annotated[
+        list[str], Meta(description="events reported and recorded, comma-separated")
+    ] = msgspec.field(default_factory=lambda: list(DEFAULT_EVENTS))
+    post_stdout: Annotated[
+        bool, Meta(description="print each reported item as a JSON line on stdout")
+    ] = False
+    post_api_retry_seconds: Annotated[
+        Seconds, Meta(description="how long a report is retried before dead-lettered")
+    ] = 600.0
+    post_api_timeout: Annotated[
+        float, Meta(gt=0, description="seconds one post_api request may take")
+    ] = 120.0
+    poll_api: Annotated[
+        str | None, Meta(description="URL of the poll_api heartbeat (redirects are followed)")
+    ] = None
+    poll_interval: Annotated[float, Meta(gt=0, description="seconds between poll_api requests")] = (
+        5.0
+    )
 
     def __repr__(self) -> str:
         """Like the default, with the broker password hidden."""
@@ -103,54 +207,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return Path(self.tmpdir or tempfile.gettempdir())
 
 
-#: One line of help per setting, shown by ``--help``.
-HELP: dict[str, str] = {
-    "account": "account name: routing keys, queue names, data files (letters, digits, _ -)",
-    "namespace": "prefix of every exchange and queue name (letters, digits, _ -)",
-    "amqp_url": "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/ (unset: in-memory bus)",
-    "upstream": "the QQ side: sim (simulated account) or onebot (NapCat, LLBot, ...)",
-    "queue_type": "classic or quorum command queues (quorum: clusters, standby bridges)",
-    "prefetch": "unacknowledged commands per queue the bridge works on at once",
-    "connect_retry_seconds": "how long to retry the first broker connection before exiting",
-    "event_buffer": "events held while the broker is away; the upstream waits when full",
-    "buffer_wait": "seconds an upstream event may wait for buffer room before refused",
-    "ready_wait": "seconds a command waits for the account to be running",
-    "send_interval": "min seconds between any two sends (default: 0 for sim)",
-    "send_interval_per_target": "min seconds between sends to one conversation (sim: 0)",
-    "tmpdir": "directory of the state JSON, QR code PNG, pid file (default: system temp)",
-    "show_message": "print each message in one readable line on stdout (true/false)",
-    "log_level": "debug, info, warning or error",
-    "idempotency_hours": "how long a command's message_id is remembered",
-    "sim_listen": "host:port of the simulated account's control endpoint (/sim/inject)",
-    "sim_login_delay": "seconds the simulated login spends in each state",
-    "sim_friends": "extra generated friends in the simulated world",
-    "sim_groups": "extra generated groups in the simulated world",
-    "sim_members": "members of each generated group",
-    "sim_load_rate": "group messages per second the simulated account generates",
-    "sim_load_seconds": "how long the generated load lasts",
-    "onebot_url": "forward WebSocket URL of the OneBot v11 implementation",
-    "onebot_token": "OneBot access token (sent as Authorization: Bearer; checked in reverse)",
-    "onebot_mode": "forward (the bridge connects) or reverse (the implementation connects)",
-    "onebot_listen": "host:port the bridge listens on for reverse WebSocket",
-    "onebot_path": "path of the reverse WebSocket endpoint",
-    "onebot_action_timeout": "seconds a OneBot action may take (a send that times out fails)",
-    "onebot_risk_retcodes": "retcodes treated as risk control (风控), comma-separated",
-    "listen": "host:port of the Openqq HTTP API (/openqq/*)",
-    "access_token": "token the HTTP API requires (access_token param or Bearer header)",
-    "max_request_bytes": "largest HTTP request body the API accepts",
-    "rpc_timeout": "seconds the HTTP API waits for the bridge's reply",
-    "shutup_unit": "unit of shutup_group_member's time: seconds (seed doc) or minutes",
-    "check_event_list_max_size": "items the check_event buffer keeps",
-    "check_event_timeout": "seconds a check_event long poll waits",
-    "post_api": "URL every message and listed event is POSTed to",
-    "post_event": "also report events (true/false)",
-    "post_event_list": "events reported and recorded, comma-separated",
-    "post_stdout": "print each reported item as a JSON line on stdout",
-    "post_api_retry_seconds": "how long a report is retried before dead-lettered",
-    "post_api_timeout": "seconds one post_api request may take",
-    "poll_api": "URL of the poll_api heartbeat (redirects are followed)",
-    "poll_interval": "seconds between poll_api requests",
-}
+def _descriptions() -> dict[str, str]:
+    hints = get_type_hints(Settings, include_extras=True)
+    out: dict[str, str] = {}
+    for field in Settings.__struct_fields__:
+        metas = [m for m in getattr(hints[field], "__metadata__", ()) if isinstance(m, Meta)]
+        texts = [m.description for m in metas if m.description]
+        if not texts:
+            msg = f"setting {field!r} has no description"
+            raise TypeError(msg)
+        out[field] = texts[-1]
+    return out
+
+
+#: One line of help per setting (its ``Meta.description``), in declaration order.
+HELP: dict[str, str] = _descriptions()
 
 
 def _redact_url(url: str) -> str:

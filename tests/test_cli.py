@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import msgspec
 
@@ -26,9 +28,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_help_explains_every_setting():
     out = run_cli("--help").stdout
-    for field in HELP:
-        assert field in out
+    for field, text in HELP.items():
+        assert f"  {field} " in out
         assert env_name(field) in out
+        assert text in out, field
     assert "run" in out and "bridge" in out and "schemas" in out
 
 
@@ -121,13 +124,24 @@ def test_sim_port_in_use_is_a_clear_error(tmp_path):
     assert time.monotonic() - t0 < 20
 
 
-def test_readme_documents_every_setting():
-    from pathlib import Path
-
+def readme_settings_table() -> list[tuple[list[str], list[str]]]:
+    """(settings, environment variables) of each row of the README's Settings table."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for field in HELP:
-        assert f"`{field}`" in readme or field in readme, field
-        assert env_name(field) in readme, env_name(field)
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = line.split("|")
+            rows.append((re.findall(r"`([^`]+)`", cells[1]), re.findall(r"`([^`]+)`", cells[2])))
+    return rows
+
+
+def test_readme_settings_table_lists_exactly_the_settings():
+    rows = readme_settings_table()
+    names = [n for row, _ in rows for n in row]
+    assert sorted(names) == sorted(HELP), "README Settings table differs from bridge.config"
+    for fields, envs in rows:
+        assert envs == [env_name(f) for f in fields], fields
 
 
 def test_adapter_needs_a_broker(tmp_path):
@@ -169,8 +183,9 @@ def test_listening_beyond_loopback_without_token_warns(caplog):
     import asyncio
     import logging
 
-    from bridge.adapters.openqq.adapter import AdapterOptions, OpenqqAdapter, is_loopback
+    from bridge.adapters.openqq.adapter import OpenqqAdapter, is_loopback
     from bridge.bus.memory import MemoryBus
+    from bridge.config import Settings
     from bridge.core.routing import Names
 
     assert is_loopback("127.0.0.2")
@@ -179,7 +194,7 @@ def test_listening_beyond_loopback_without_token_warns(caplog):
     assert not is_loopback("0.0.0.0")
 
     async def go() -> None:
-        adapter = OpenqqAdapter(MemoryBus(), Names("t-warn"), AdapterOptions(listen=("0.0.0.0", 0)))
+        adapter = OpenqqAdapter(MemoryBus(), Names("t-warn"), Settings(listen="0.0.0.0:0"))
         await adapter.start()
         await adapter.stop()
 

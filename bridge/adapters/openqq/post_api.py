@@ -15,8 +15,7 @@ answers every report with a reply therefore gets one reply per message, not an e
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,8 +32,9 @@ from tenacity import (
 from bridge.adapters.openqq.jsonfmt import legacy
 from bridge.bus.base import Bus, Delivery, Subscription
 from bridge.bus.deadletter import dead_letter
-from bridge.config import DEFAULT_EVENTS, EVENT_NAMES
+from bridge.config import Settings
 from bridge.core import commands as c
+from bridge.core.events import EVENT_NAMES
 from bridge.core.routing import Names
 from bridge.errors import PublishFailed
 
@@ -67,31 +67,30 @@ def http_headers() -> dict[str, str]:
     return {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
 
 
-@dataclass(frozen=True, slots=True)
-class PostApiOptions:
-    """Where and what to POST."""
-
-    url: str
-    post_event: bool = True
-    post_event_list: Sequence[str] = DEFAULT_EVENTS
-    retry_seconds: float = 600.0
-    timeout: float = 120.0
-    #: First backoff in seconds; it doubles (with jitter) up to MAX_BACKOFF.
-    retry_wait: float = 0.5
-
-
 class PostApiForwarder:
     """Consumes the post_api queue of one account and POSTs each item."""
 
     def __init__(
-        self, bus: Bus, names: Names, account: str, opts: PostApiOptions, cast: Cast
+        self,
+        bus: Bus,
+        names: Names,
+        settings: Settings,
+        cast: Cast,
+        *,
+        retry_wait: float = 0.5,
     ) -> None:
+        if settings.post_api is None:
+            msg = "PostApiForwarder needs the post_api setting"
+            raise ValueError(msg)
         self._bus = bus
         self._names = names
-        self._account = account
-        self.opts = opts
+        self._account = settings.account
+        self.opts = settings
+        self.url = settings.post_api
+        #: First backoff in seconds; it doubles (with jitter) up to MAX_BACKOFF.
+        self.retry_wait = retry_wait
         self._cast = cast
-        self.queue = f"{names.prefix}.{account}.post_api"
+        self.queue = f"{names.prefix}.{settings.account}.post_api"
         self._session: aiohttp.ClientSession | None = None
         self._sub: Subscription | None = None
         self.delivered = 0
@@ -122,12 +121,12 @@ class PostApiForwarder:
             if key not in wanted:
                 await self._bus.unbind(q, self._names.events, key)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.opts.timeout, sock_connect=10),
+            timeout=aiohttp.ClientTimeout(total=self.opts.post_api_timeout, sock_connect=10),
             headers=http_headers(),
             skip_auto_headers=("Accept",),
         )
         self._sub = await self._bus.consume(q, self._on_delivery, prefetch=1)
-        log.info("post_api: reporting to %s from queue %s", where(self.opts.url), self.queue)
+        log.info("post_api: reporting to %s from queue %s", where(self.url), self.queue)
 
     async def stop(self) -> None:
         """Stop consuming (an event being posted goes back to the queue) and close."""
@@ -143,7 +142,7 @@ class PostApiForwarder:
         try:
             ctype, answer = await self._post(body, d)
         except (Retryable, Refused) as exc:
-            reason = f"post_api {where(self.opts.url)}: {exc}"
+            reason = f"post_api {where(self.url)}: {exc}"
             log.error("%s; %s dead-lettered", reason, d.type or d.routing_key)
             try:
                 await dead_letter(self._bus, self._names, d, reason, self.queue)
@@ -165,16 +164,16 @@ class PostApiForwarder:
             exc = state.outcome.exception() if state.outcome else None
             log.warning(
                 "post_api %s: %s (attempt %d); %s waits, retrying",
-                where(self.opts.url),
+                where(self.url),
                 exc,
                 state.attempt_number,
                 d.type or d.routing_key,
             )
 
         async for attempt in AsyncRetrying(
-            stop=stop_after_delay(self.opts.retry_seconds),
+            stop=stop_after_delay(self.opts.post_api_retry_seconds),
             wait=wait_exponential_jitter(
-                multiplier=self.opts.retry_wait, max=MAX_BACKOFF, jitter=self.opts.retry_wait
+                multiplier=self.retry_wait, max=MAX_BACKOFF, jitter=self.retry_wait
             ),
             retry=retry_if_exception_type(Retryable),
             before_sleep=before_sleep,
@@ -183,7 +182,7 @@ class PostApiForwarder:
             with attempt:
                 try:
                     async with session.post(
-                        self.opts.url,
+                        self.url,
                         data=body,
                         headers={"Content-Type": "application/json"},
                         max_redirects=7,
