@@ -20,7 +20,15 @@ from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
 from bridge.bus.topology import declare_exchanges
 from bridge.clientfiles import ClientFiles
-from bridge.config import HELP, Settings, env_name, load_settings, parse_hostport
+from bridge.config import (
+    HELP,
+    Settings,
+    allowed_range,
+    env_name,
+    load_settings,
+    parse_hostport,
+    unknown_variables,
+)
 from bridge.core.ports import Upstream
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
@@ -55,6 +63,8 @@ def _settings_help() -> str:
     for field, text in HELP.items():
         default = getattr(Settings(), field)
         shown = "" if default in (None, "") else f" [default: {default}]"
+        limits = allowed_range(field)
+        shown += f" [range: {limits}]" if limits else ""
         lines.append(f"  {field:<24} {env_name(field)}\n      {text}{shown}")
     return "\n".join(lines)
 
@@ -118,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.schemagen import main as schemas_main
 
         return schemas_main(args.out, check=args.check)
+    # Before the settings load: a misspelled variable may be why they are wrong.
+    for warning in unknown_variables():
+        print(f"openqq-bridge: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(getattr(args, "config", None))
         if args.cmd in ("bridge", "adapter") and not settings.amqp_url:

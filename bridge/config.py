@@ -10,10 +10,11 @@ logged: use :func:`bridge.bus.amqp.redact`.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
@@ -24,8 +25,8 @@ from bridge.core.events import DEFAULT_EVENTS, EVENT_NAMES
 from bridge.core.routing import valid_name
 from bridge.errors import ConfigError
 
-PositiveInt = Annotated[int, Meta(ge=1)]
-Seconds = Annotated[float, Meta(ge=0)]
+#: Pauses between sends; None: the upstream's default.
+Interval = Annotated[float, Meta(ge=0, le=3600)]
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -57,28 +58,46 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         Meta(description="classic or quorum command queues (quorum: clusters, standby bridges)"),
     ] = "classic"
     prefetch: Annotated[
-        PositiveInt,
-        Meta(description="unacknowledged commands per queue the bridge works on at once"),
+        int,
+        Meta(
+            ge=1,
+            le=65535,
+            description="unacknowledged commands per queue the bridge works on at once",
+        ),
     ] = 64
     connect_retry_seconds: Annotated[
-        Seconds, Meta(description="how long to retry the first broker connection before exiting")
+        float,
+        Meta(
+            ge=0,
+            le=86400,
+            description="how long to retry the first broker connection before exiting",
+        ),
     ] = 30.0
     event_buffer: Annotated[
-        PositiveInt,
-        Meta(description="events held while the broker is away; the upstream waits when full"),
+        int,
+        Meta(
+            ge=1,
+            le=10_000_000,
+            description="events held while the broker is away; the upstream waits when full",
+        ),
     ] = 10_000
     buffer_wait: Annotated[
-        Seconds,
-        Meta(description="seconds an upstream event may wait for buffer room before refused"),
+        float,
+        Meta(
+            ge=0,
+            le=3600,
+            description="seconds an upstream event may wait for buffer room before refused",
+        ),
     ] = 5.0
     ready_wait: Annotated[
-        Seconds, Meta(description="seconds a command waits for the account to be running")
+        float,
+        Meta(ge=0, le=3600, description="seconds a command waits for the account to be running"),
     ] = 30.0
     send_interval: Annotated[
-        Seconds | None, Meta(description="min seconds between any two sends (default: 0 for sim)")
+        Interval | None, Meta(description="min seconds between any two sends (default: 0 for sim)")
     ] = None
     send_interval_per_target: Annotated[
-        Seconds | None, Meta(description="min seconds between sends to one conversation (sim: 0)")
+        Interval | None, Meta(description="min seconds between sends to one conversation (sim: 0)")
     ] = None
     tmpdir: Annotated[
         str,
@@ -94,13 +113,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         Meta(description="debug, info, warning or error"),
     ] = "info"
     idempotency_hours: Annotated[
-        float, Meta(gt=0, description="how long a command's message_id is remembered")
+        float, Meta(gt=0, le=87600, description="how long a command's message_id is remembered")
     ] = 168.0
     sim_listen: Annotated[
         str, Meta(description="host:port of the simulated account's control endpoint (/sim/inject)")
     ] = "127.0.0.1:5001"
     sim_login_delay: Annotated[
-        Seconds, Meta(description="seconds the simulated login spends in each state")
+        float, Meta(ge=0, le=60, description="seconds the simulated login spends in each state")
     ] = 0.2
     sim_friends: Annotated[
         int, Meta(ge=0, le=1_000_000, description="extra generated friends in the simulated world")
@@ -112,10 +131,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         int, Meta(ge=0, le=10_000, description="members of each generated group")
     ] = 0
     sim_load_rate: Annotated[
-        Seconds, Meta(description="group messages per second the simulated account generates")
+        float,
+        Meta(
+            ge=0,
+            le=100_000,
+            description="group messages per second the simulated account generates",
+        ),
     ] = 0.0
     sim_load_seconds: Annotated[
-        float, Meta(gt=0, description="how long the generated load lasts")
+        float, Meta(gt=0, le=604_800, description="how long the generated load lasts")
     ] = 60.0
     onebot_url: Annotated[
         str, Meta(description="forward WebSocket URL of the OneBot v11 implementation")
@@ -156,14 +180,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         int, Meta(ge=1024, le=1 << 30, description="largest HTTP request body the API accepts")
     ] = 1 << 20
     rpc_timeout: Annotated[
-        float, Meta(gt=0, description="seconds the HTTP API waits for the bridge's reply")
+        float, Meta(gt=0, le=3600, description="seconds the HTTP API waits for the bridge's reply")
     ] = 30.0
     shutup_unit: Annotated[
         Literal["seconds", "minutes"],
         Meta(description="unit of shutup_group_member's time: seconds (seed doc) or minutes"),
     ] = "seconds"
     check_event_list_max_size: Annotated[
-        PositiveInt, Meta(description="items the check_event buffer keeps")
+        int, Meta(ge=1, le=100_000, description="items the check_event buffer keeps")
     ] = 20
     check_event_timeout: Annotated[
         float, Meta(gt=0, le=3600, description="seconds a check_event long poll waits")
@@ -179,17 +203,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         bool, Meta(description="print each reported item as a JSON line on stdout")
     ] = False
     post_api_retry_seconds: Annotated[
-        Seconds, Meta(description="how long a report is retried before dead-lettered")
+        float,
+        Meta(ge=0, le=604_800, description="how long a report is retried before dead-lettered"),
     ] = 600.0
     post_api_timeout: Annotated[
-        float, Meta(gt=0, description="seconds one post_api request may take")
+        float, Meta(gt=0, le=3600, description="seconds one post_api request may take")
     ] = 120.0
     poll_api: Annotated[
         str | None, Meta(description="URL of the poll_api heartbeat (redirects are followed)")
     ] = None
-    poll_interval: Annotated[float, Meta(gt=0, description="seconds between poll_api requests")] = (
-        5.0
-    )
+    poll_interval: Annotated[
+        float, Meta(gt=0, le=86400, description="seconds between poll_api requests")
+    ] = 5.0
 
     def __repr__(self) -> str:
         """Like the default, with the broker password hidden."""
@@ -207,12 +232,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return Path(self.tmpdir or tempfile.gettempdir())
 
 
+def _metas(field: str) -> list[Meta]:
+    """The Meta annotations of a setting, outermost type and its Optional arm."""
+    hint = _HINTS[field]
+    found = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Meta)]
+    for arm in getattr(getattr(hint, "__origin__", None), "__args__", ()):
+        found += [m for m in getattr(arm, "__metadata__", ()) if isinstance(m, Meta)]
+    return found
+
+
 def _descriptions() -> dict[str, str]:
-    hints = get_type_hints(Settings, include_extras=True)
     out: dict[str, str] = {}
     for field in Settings.__struct_fields__:
-        metas = [m for m in getattr(hints[field], "__metadata__", ()) if isinstance(m, Meta)]
-        texts = [m.description for m in metas if m.description]
+        texts = [m.description for m in _metas(field) if m.description]
         if not texts:
             msg = f"setting {field!r} has no description"
             raise TypeError(msg)
@@ -220,8 +252,35 @@ def _descriptions() -> dict[str, str]:
     return out
 
 
+_HINTS: dict[str, Any] = get_type_hints(Settings, include_extras=True)
 #: One line of help per setting (its ``Meta.description``), in declaration order.
 HELP: dict[str, str] = _descriptions()
+#: OPENQQ_* variables that are not settings but are used next to them (compose, tests).
+NOT_SETTINGS = frozenset({"OPENQQ_BROKER_PASSWORD", "OPENQQ_FAULT_DOWN_SECONDS"})
+_SECRETS = frozenset({"access_token", "onebot_token"})
+_URLS = frozenset({"onebot_url", "post_api", "poll_api"})
+
+
+def allowed_range(field: str) -> str | None:
+    """The range of a numeric setting as text (``1..65535``, ``> 0 and <= 600``), or None."""
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in _metas(field):
+        if m.ge is not None:
+            lo = m.ge
+        if m.gt is not None:
+            lo, lo_open = m.gt, True
+        if m.le is not None:
+            hi = m.le
+        if m.lt is not None:
+            hi, hi_open = m.lt, True
+    if lo is None and hi is None:
+        return None
+    if lo is not None and hi is not None and not lo_open and not hi_open:
+        return f"{lo:g}..{hi:g}"
+    parts = [f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None else []
+    parts += [f"{'<' if hi_open else '<='} {hi:g}"] if hi is not None else []
+    return " and ".join(parts)
 
 
 def _redact_url(url: str) -> str:
@@ -232,6 +291,21 @@ def _redact_url(url: str) -> str:
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
+def _shown(field: str, value: object) -> str:
+    """A value for an error message: secrets hidden, URLs without query or credentials."""
+    if field in _SECRETS:
+        return "***"
+    if not isinstance(value, str):
+        return repr(value)
+    if field == "amqp_url":
+        return repr(_redact_url(value))
+    if field in _URLS:
+        scheme, sep, rest = value.partition("://")
+        host = rest.split("?", 1)[0].rpartition("@")[2]
+        return repr(f"{scheme}{sep}{host}")
+    return repr(value)
+
+
 _LISTS = frozenset({"post_event_list", "onebot_risk_retcodes"})
 
 
@@ -240,12 +314,38 @@ def env_name(field: str) -> str:
     return "AMQP_URL" if field == "amqp_url" else f"OPENQQ_{field.upper()}"
 
 
-def parse_hostport(value: str, setting: str) -> tuple[str, int]:
+def _closest(word: str, choices: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _did_you_mean(suggestion: str | None) -> str:
+    return f"; did you mean {suggestion}?" if suggestion else "; see openqq-bridge --help"
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``OPENQQ_*`` variable that is no setting (a typo is otherwise silent)."""
+    env = os.environ if env is None else env
+    known = {env_name(f) for f in HELP}
+    warnings = []
+    for name in sorted(env):
+        if name.startswith("OPENQQ_") and name not in known and name not in NOT_SETTINGS:
+            # Compared without the common prefix, which would make every name look close.
+            field = _closest(name.removeprefix("OPENQQ_").lower(), HELP)
+            warnings.append(
+                f"environment variable {name} is not a setting and is ignored"
+                + _did_you_mean(field and env_name(field))
+            )
+    return warnings
+
+
+def parse_hostport(value: str, setting: str, where: str | None = None) -> tuple[str, int]:
     """``host:port`` (``[::1]:5000`` for IPv6) -> (host, port), or ConfigError."""
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        msg = f"setting {setting!r}: {value!r} is not host:port"
+        origin = f" ({where})" if where else ""
+        msg = f"setting {setting!r}{origin}: {value!r} is not host:port (port 0..65535)"
         raise ConfigError(msg)
     return host, int(port)
 
@@ -267,7 +367,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError(msg) from exc
         for key, value in data.items():
             if key not in HELP:
-                msg = f"config file {path}: unknown setting {key!r}"
+                hint = _did_you_mean(_closest(key, HELP))
+                msg = f"config file {path}: unknown setting {key!r}{hint}"
                 raise ConfigError(msg)
             raw[key] = value
             origin[key] = f"config file {path}"
@@ -282,12 +383,28 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        bad = _field_of(str(exc))
-        where = origin.get(bad, "default") if bad else "settings"
-        msg = f"setting {bad!r} ({where}): {exc}" if bad else f"{where}: {exc}"
-        raise ConfigError(msg) from exc
+        raise _validation_error(exc, raw, origin) from exc
     _check(settings, origin)
     return settings
+
+
+def _validation_error(
+    exc: msgspec.ValidationError, raw: Mapping[str, Any], origin: Mapping[str, str]
+) -> ConfigError:
+    """One line naming the setting, where it came from and its bad value."""
+    text = str(exc)
+    bad = _field_of(text)
+    if bad is None:
+        return ConfigError(f"settings: {text}")
+    where = origin.get(bad, "default")
+    detail = text.split(" - at `$.", 1)[0]
+    value = raw.get(bad)
+    limits = allowed_range(bad)
+    # msgspec words a range failure as "Expected `int` <= 65535", without the value.
+    if limits and any(op in detail for op in ("<", ">")):
+        shown = value if isinstance(value, str) else _shown(bad, value)
+        return ConfigError(f"setting {bad!r} ({where}): {shown} is out of range {limits}")
+    return ConfigError(f"setting {bad!r} ({where}): {_shown(bad, value)}: {detail}")
 
 
 def _field_of(error: str) -> str | None:
@@ -310,21 +427,29 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
             )
             raise ConfigError(msg)
     if s.amqp_url is not None and not s.amqp_url.startswith(("amqp://", "amqps://")):
-        msg = f"setting 'amqp_url' ({where('amqp_url')}): must start with amqp:// or amqps://"
+        msg = (
+            f"setting 'amqp_url' ({where('amqp_url')}): {_shown('amqp_url', s.amqp_url)}"
+            " must start with amqp:// or amqps://"
+        )
         raise ConfigError(msg)
-    parse_hostport(s.sim_listen, "sim_listen")
-    parse_hostport(s.listen, "listen")
-    parse_hostport(s.onebot_listen, "onebot_listen")
+    for field in ("sim_listen", "listen", "onebot_listen"):
+        parse_hostport(getattr(s, field), field, where(field))
     if not s.onebot_url.startswith(("ws://", "wss://")):
-        msg = f"setting 'onebot_url' ({where('onebot_url')}): must start with ws:// or wss://"
+        msg = (
+            f"setting 'onebot_url' ({where('onebot_url')}): {_shown('onebot_url', s.onebot_url)}"
+            " must start with ws:// or wss://"
+        )
         raise ConfigError(msg)
     if not s.onebot_path.startswith("/"):
-        msg = f"setting 'onebot_path' ({where('onebot_path')}): must start with /"
+        msg = f"setting 'onebot_path' ({where('onebot_path')}): {s.onebot_path!r} must start with /"
         raise ConfigError(msg)
     for field in ("post_api", "poll_api"):
         url = getattr(s, field)
         if url is not None and not url.startswith(("http://", "https://")):
-            msg = f"setting {field!r} ({where(field)}): must be an http:// or https:// URL"
+            msg = (
+                f"setting {field!r} ({where(field)}): {_shown(field, url)}"
+                " must be an http:// or https:// URL"
+            )
             raise ConfigError(msg)
     unknown = [n for n in s.post_event_list if n not in EVENT_NAMES]
     if unknown:

@@ -52,6 +52,24 @@ def test_config_file_before_or_after_the_subcommand(tmp_path):
         assert f"setting 'prefetch' (config file {cfg})" in done.stderr
 
 
+def test_prefetch_beyond_an_amqp_short_stops_the_start(tmp_path):
+    done = run_cli("run", env=bridge_env(tmp_path, OPENQQ_PREFETCH="100000"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "openqq-bridge: config error: setting 'prefetch' (environment OPENQQ_PREFETCH):"
+        " 100000 is out of range 1..65535"
+    )
+
+
+def test_a_misspelled_variable_is_warned_at_start(tmp_path):
+    done = run_cli("bridge", env=bridge_env(tmp_path, OPENQQ_PREFECTH="10"))
+    assert done.returncode == 2  # no AMQP_URL; the warning comes first all the same
+    assert done.stderr.splitlines()[0] == (
+        "openqq-bridge: warning: environment variable OPENQQ_PREFECTH is not a setting"
+        " and is ignored; did you mean OPENQQ_PREFETCH?"
+    )
+
+
 def test_bridge_needs_a_broker(tmp_path):
     done = run_cli("bridge", env=bridge_env(tmp_path))
     assert done.returncode == 2
