@@ -1,7 +1,9 @@
 """The ``openqq-bridge`` command: argument parsing, logging, settings, process wiring.
 
-Exit codes: 0 clean stop; 2 bad settings or arguments; 3 broker unreachable; 4 another
-bridge already runs for the account; 1 anything unexpected (with a traceback in the log).
+Exit codes: 0 clean stop; 2 bad settings or arguments, including an AMQP_URL whose login or
+virtual host the broker refuses (at once: retrying cannot help); 3 broker unreachable after
+``connect_retry_seconds``; 4 another bridge already runs for the account; 1 anything
+unexpected (with a traceback in the log).
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("aio_pika").setLevel(max(logging.ERROR, logging.getLogger().level))
     logging.getLogger("aio_pika.tools").setLevel(logging.CRITICAL)
     logging.getLogger("aiormq").setLevel(max(logging.ERROR, logging.getLogger().level))
+    # aiormq logs every failed connect attempt at ERROR; the bus logs one line per retry.
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
