@@ -20,7 +20,7 @@ from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
-from bridge.bus.topology import declare_exchanges
+from bridge.bus.topology import declare_account, declare_exchanges
 from bridge.clientfiles import ClientFiles
 from bridge.config import (
     HELP,
@@ -56,6 +56,8 @@ commands:
            embedded in-memory bus: works on a fresh machine with nothing else
   bridge   the bridge alone, on RabbitMQ (AMQP_URL required); one process per account
   adapter  the Openqq HTTP API alone, on RabbitMQ (AMQP_URL required); run any number
+  declare  declare the namespace's exchanges and the account's command and dead-letter
+           queues on RabbitMQ, then exit (commands sent before the bridge first runs wait)
   schemas  write (or --check) the JSON Schemas, AsyncAPI and OpenAPI documents
 """
 
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "bridge and HTTP API in one process (embedded bus without AMQP_URL)"),
         ("bridge", "the bridge alone, on RabbitMQ"),
         ("adapter", "the Openqq HTTP API alone, on RabbitMQ"),
+        ("declare", "declare the exchanges and the account's queues on RabbitMQ, then exit"),
     ):
         sub.add_parser(
             name,
@@ -137,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"openqq-bridge: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(getattr(args, "config", None))
-        if args.cmd in ("bridge", "adapter") and not settings.amqp_url:
+        if args.cmd in ("bridge", "adapter", "declare") and not settings.amqp_url:
             msg = (
                 f"setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge {args.cmd}`;"
                 " `openqq-bridge run` uses the embedded bus"
@@ -199,6 +202,8 @@ async def serve(settings: Settings, role: str = "run") -> int:
     try:
         if role == "adapter":
             await _serve_adapter(settings)
+        elif role == "declare":
+            await _declare(settings)
         else:
             return await _serve_bridge(settings, with_adapter=role == "run")
     except BrokerUnavailable as exc:
@@ -208,6 +213,22 @@ async def serve(settings: Settings, role: str = "run") -> int:
         log.error("config error: %s", exc)
         return EXIT_CONFIG
     return 0
+
+
+async def _declare(settings: Settings) -> None:
+    bus = await _connect(settings, "declare")
+    try:
+        names = Names(settings.namespace)
+        await declare_account(bus, names, settings.account, settings.queue_type)
+        log.info(
+            "declared %s, %s, %s and the queues of account %s",
+            names.events,
+            names.commands,
+            names.dead,
+            settings.account,
+        )
+    finally:
+        await bus.close()
 
 
 def _on_signals(stop: Callable[[], None]) -> None:

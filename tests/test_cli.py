@@ -219,3 +219,9 @@ def test_listening_beyond_loopback_without_token_warns(caplog):
     with caplog.at_level(logging.WARNING):
         asyncio.run(go())
     assert "without an access token" in caplog.text
+
+
+def test_declare_needs_a_broker(tmp_path):
+    done = run_cli("declare", env=bridge_env(tmp_path))
+    assert done.returncode == 2
+    assert "`openqq-bridge declare`" in done.stderr
