@@ -12,18 +12,7 @@ from pathlib import Path
 import msgspec
 
 from bridge.config import HELP, env_name
-from tests.procs import bridge_env, logs, start, stop, wait_state
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bridge", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+from tests.procs import bridge_env, logs, run_cli, start, stop, wait_state
 
 
 def test_help_explains_every_setting():

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from yarl import URL
 
-from tests.procs import bridge_env, free_port
+from tests.procs import bridge_env, free_port, run_cli
 
 
 def run_bridge(tmp_path: Path, amqp_url: str, retry_seconds: str = "20") -> tuple[int, str]:
     env = bridge_env(tmp_path, AMQP_URL=amqp_url, OPENQQ_CONNECT_RETRY_SECONDS=retry_seconds)
-    done = subprocess.run(
-        [sys.executable, "-m", "bridge", "bridge"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("bridge", env=env)
     return done.returncode, done.stderr
 
 

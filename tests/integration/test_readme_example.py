@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import aio_pika
 import aiohttp
 import pytest
 
-from tests.procs import bridge_env, logs, start, stop, wait_state
+from tests.procs import bridge_env, logs, run_cli, start, stop, wait_state
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -71,15 +70,7 @@ async def inbox_cleanup(rabbitmq: str, amqp_ns: str) -> AsyncIterator[None]:
 
 
 def declare(tmp_path: Path, rabbitmq: str, ns: str) -> None:
-    env = bridge_env(tmp_path, AMQP_URL=rabbitmq, OPENQQ_NAMESPACE=ns)
-    done = subprocess.run(
-        [sys.executable, "-m", "bridge", "declare"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("declare", env=bridge_env(tmp_path, AMQP_URL=rabbitmq, OPENQQ_NAMESPACE=ns))
     assert done.returncode == 0, done.stderr
 
 
