@@ -136,13 +136,18 @@ def pick_layout(slots: int = 10) -> Layout:
     """``OPENQQ_CLUSTER_PORT`` if set, else the first free slot of 5681, 5691, ... (10 tries).
 
     A slot is free when nothing listens on its ports and no live test run or hand-started
-    cluster holds its base dir; a dir left by a crashed run does not count (start cleans it).
+    cluster holds its base dir. Clusters left running by crashed test runs (their owner pid
+    is gone) are stopped on the way, in every slot, so they do not pile up.
     """
+    layouts = [Layout(DEFAULT_PORT + 10 * n) for n in range(slots)]
+    for layout in layouts:
+        stale = Cluster(layout)
+        if layout.base.exists() and stale.owner_pid() not in (None, HAND) and not stale.in_use():
+            stale.stop()
     chosen = env_port()
     if chosen is not None:
         return Layout(chosen)
-    for n in range(slots):
-        layout = Layout(DEFAULT_PORT + 10 * n)
+    for layout in layouts:
         if Cluster(layout).in_use():
             continue
         if all(port_free(p) for p in layout.all_ports()):
@@ -296,15 +301,25 @@ class Cluster:
     # -- diagnostics --------------------------------------------------------------------------
 
     def log_tail(self, i: int, lines: int = 30) -> str:
-        """The end of node ``i``'s log and console output, for error messages."""
+        """The first errors and the last lines of node ``i``'s logs, for error messages.
+
+        The first errors come first because the cause of a failed boot (a bad setting, a busy
+        port) is logged before the long crash reports that end the log.
+        """
         d = self.layout.node_dir(i)
         parts = []
         for path in [d / "console.log", *sorted((d / "log").glob("*.log"))]:
             try:
-                text = path.read_text(errors="replace").splitlines()[-lines:]
+                text = path.read_text(errors="replace").splitlines()
             except OSError:
                 continue
-            parts.append(f"--- {path} (last {len(text)} lines)\n" + "\n".join(text))
+            if not text:
+                continue
+            tail = text[-lines:]
+            first = [line for line in text[:-lines] if "[error]" in line][:12]
+            if first:
+                parts.append(f"--- {path} (first errors)\n" + "\n".join(first))
+            parts.append(f"--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
         return "\n".join(parts) or f"(no log under {d})"
 
     def ctl(self, i: int, *args: str, tool: str = "rabbitmqctl", timeout: float = 60) -> str:
@@ -383,17 +398,30 @@ class Cluster:
             return None
 
     def in_use(self) -> bool:
-        """Another live process (or a hand-started cluster) holds this base dir."""
-        owner = self.owner_pid()
-        if not self.layout.base.exists() or owner is None:
+        """Another live test run, or a hand-started cluster still running, holds the base dir."""
+        base = self.layout.base
+        if not base.exists():
             return False
+        owner = self.owner_pid()
+        if owner is None:
+            # Another run may be between creating the dir and writing its owner.
+            try:
+                return time.time() - base.stat().st_mtime < 60
+            except OSError:
+                return False
         if owner == HAND:
-            return any(marked_pids(MARKER, str(self.layout.base)))
+            return any(marked_pids(MARKER, str(base)))
         return owner != os.getpid() and _alive(owner)
 
     def _prepare(self) -> None:
         lay = self.layout
-        lay.base.mkdir(parents=True)
+        try:
+            # The dir is the claim on the slot: two runs cannot both create it.
+            lay.base.mkdir(parents=True)
+        except FileExistsError:
+            raise ClusterError(
+                f"{lay.base} appeared meanwhile: another run took the slot"
+            ) from None
         (lay.base / "owner").write_text(f"{self.owner}\n")
         (lay.base / "rabbitmq-env.conf").write_text("# empty: every setting comes from the env\n")
         home = lay.base / "home"
