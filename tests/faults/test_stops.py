@@ -1,0 +1,53 @@
+"""Stops that tell the truth: nothing after ``stop``, no tracebacks, honest answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from bridge.bus.memory import MemoryBus
+from bridge.clientfiles import ClientFiles
+from bridge.core.routing import Names
+from bridge.service import Bridge, BridgeOptions
+from bridge.upstream.sim import SimSettings, SimulatedAccount
+from tests.adapter.conftest import subscribe_all
+from tests.conftest import ACCOUNT
+
+
+def _name(body: bytes) -> str:
+    b = msgspec.json.decode(body)
+    if b.get("event") == "state_change":
+        return f"state_change:{b['params'][1]}"
+    return str(b.get("event") or b.get("post_type"))
+
+
+async def test_a_stop_during_login_publishes_nothing_after_stop(ns, tmp_path):
+    shared = MemoryBus()
+    events = await subscribe_all(MemoryBus(shared.broker), ns)
+    sim = SimulatedAccount(
+        SimSettings(listen=None, login_delay=0.3, qrcode_path=tmp_path / "qr.png")
+    )
+    bridge = Bridge(
+        MemoryBus(shared.broker),
+        Names(ns),
+        sim,
+        BridgeOptions(account=ACCOUNT),
+        files=ClientFiles(tmp_path, ACCOUNT),
+    )
+    run = asyncio.create_task(bridge.run())
+    names: list[str] = []
+    async with asyncio.timeout(10):
+        while "state_change:scaning" not in names:
+            names.append(_name((await events.get()).body))
+    bridge.request_stop()
+    async with asyncio.timeout(15):
+        await run
+    # Longer than the rest of the login would have taken.
+    await asyncio.sleep(1.0)
+    while not events.empty():
+        names.append(_name(events.get_nowait().body))
+    assert names[-2:] == ["state_change:stop", "stop"], names
+    assert not {"state_change:confirming", "state_change:running", "login"} & set(names)
+    state = msgspec.json.decode((tmp_path / f"mojo_webqq_state_{ACCOUNT}.json").read_bytes())
+    assert state["state"] == "stop"
