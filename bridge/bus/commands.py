@@ -8,6 +8,11 @@ For each delivery, in this order:
 - otherwise the command runs; a retryable failure (upstream or broker briefly away) is
   requeued once, then dead-lettered; any other failure is dead-lettered with its reason and
   answered with an error reply. The delivery is acked only after the reply was published.
+
+Stopping: commands not yet handed to the QQ side are withdrawn (their deliveries go back to
+the queue untouched, to run at the next start or on another bridge); commands already handed
+over finish, reply and ack (bounded); only then are the consumers cancelled, so no delivery is
+settled after the broker took it back.
 """
 
 from __future__ import annotations
@@ -73,7 +78,10 @@ class CommandServer:
         self._store = store
         self._prefetch = prefetch
         self._subs: list[Subscription] = []
-        self._inflight: set[asyncio.Task[None]] = set()
+        # Running commands -> whether each was handed to the QQ side.
+        self._inflight: dict[asyncio.Task[None], bool] = {}
+        self._withdrawn: set[asyncio.Task[None]] = set()
+        self._stopping = False
         # message_id -> reply of commands running now, so a duplicate waits for it.
         self._running: dict[str, asyncio.Future[bytes]] = {}
         self.executed = 0
@@ -89,30 +97,46 @@ class CommandServer:
             )
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking commands, then wait (bounded) for those already running."""
-        for sub in self._subs:
-            await sub.cancel()
-        self._subs.clear()
+        """Withdraw commands not yet handed over, let the others finish (bounded), cancel."""
+        self._stopping = True
+        for task, handed in list(self._inflight.items()):
+            if not handed:
+                self._withdrawn.add(task)
+                task.cancel()
         if self._inflight:
-            _, pending = await asyncio.wait(self._inflight, timeout=grace)
+            _, pending = await asyncio.wait(list(self._inflight), timeout=grace)
             if pending:
                 log.warning(
-                    "%d command(s) still running after %.0fs; cancelled",
+                    "%d command(s) handed to the QQ side still running after %.0fs;"
+                    " cancelled, their result is unknown",
                     len(pending),
                     grace,
                 )
                 for t in pending:
                     t.cancel()
+                await asyncio.wait(pending)
+        # Only now: cancelling gives every unsettled delivery back to the broker.
+        for sub in self._subs:
+            await sub.cancel()
+        self._subs.clear()
 
     async def _on_delivery(self, d: Delivery) -> None:
         task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
+        if self._stopping or task is None:
+            # Left unsettled: the broker takes it back when the consumer is cancelled.
+            return
+        self._inflight[task] = False
         try:
             await self._handle(d)
+        except asyncio.CancelledError:
+            if task not in self._withdrawn:
+                raise
+            # Withdrawn by stop() before it reached the QQ side: nothing ran, nothing settled.
+            task.uncancel()
+            log.debug("command %s withdrawn at stop; back to the queue", d.message_id)
         finally:
-            if task is not None:
-                self._inflight.discard(task)
+            self._inflight.pop(task, None)
+            self._withdrawn.discard(task)
 
     async def _handle(self, d: Delivery) -> None:
         try:
@@ -190,6 +214,9 @@ class CommandServer:
 
         def mark() -> None:
             handed.append(True)
+            task = asyncio.current_task()
+            if task is not None and task in self._inflight:
+                self._inflight[task] = True
             if mid:
                 self._store.mark_sent(mid)
 

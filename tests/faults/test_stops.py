@@ -51,3 +51,31 @@ async def test_a_stop_during_login_publishes_nothing_after_stop(ns, tmp_path):
     assert not {"state_change:confirming", "state_change:running", "login"} & set(names)
     state = msgspec.json.decode((tmp_path / f"mojo_webqq_state_{ACCOUNT}.json").read_bytes())
     assert state["state"] == "stop"
+
+
+async def test_an_embedded_stop_with_sends_in_flight_logs_no_error(ns, tmp_path, caplog):
+    from bridge.bus.rpc import RpcClient
+    from bridge.core import commands as c
+    from tests.conftest import running_bridge
+
+    shared = MemoryBus()
+    rpc = RpcClient(MemoryBus(shared.broker), Names(ns))
+    # Paced sends: some run, some wait their turn in the bridge when the stop comes.
+    async with running_bridge(
+        MemoryBus(shared.broker), ns, tmp_path, send_interval=0.05, prefetch=16
+    ) as (bridge, _sim):
+        await rpc.start()
+        calls = [
+            asyncio.create_task(
+                rpc.call(ACCOUNT, c.SendGroupMessage(uid=67890, content=f"m{i}"), timeout=20)
+            )
+            for i in range(40)
+        ]
+        async with asyncio.timeout(10):
+            while bridge.server.executed < 3:
+                await asyncio.sleep(0.01)
+    await rpc.close()
+    await asyncio.gather(*calls, return_exceptions=True)
+    await asyncio.sleep(0.2)
+    bad = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info]
+    assert not bad, [f"{r.name}: {r.getMessage()}" for r in bad]
