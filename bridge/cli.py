@@ -203,6 +203,7 @@ def adapter_options(settings: Settings) -> AdapterOptions:
         post_event_list=tuple(settings.post_event_list),
         post_stdout=settings.post_stdout,
         post_api_retry_seconds=settings.post_api_retry_seconds,
+        post_api_reject_retries=settings.post_api_reject_retries,
         post_api_timeout=settings.post_api_timeout,
         poll_api=settings.poll_api,
         poll_interval=settings.poll_interval,

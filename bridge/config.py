@@ -83,6 +83,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     post_event_list: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EVENTS))
     post_stdout: bool = False
     post_api_retry_seconds: Seconds = 600.0
+    post_api_reject_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3
     post_api_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
     poll_api: str | None = None
     poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
@@ -146,7 +147,8 @@ HELP: dict[str, str] = {
     "post_event": "also report events (true/false)",
     "post_event_list": "events reported and recorded, comma-separated",
     "post_stdout": "print each reported item as a JSON line on stdout",
-    "post_api_retry_seconds": "how long a report is retried before dead-lettered",
+    "post_api_retry_seconds": "seconds a report waits for a receiver that is down",
+    "post_api_reject_retries": "quick retries of a report the receiver rejects (500, 4xx)",
     "post_api_timeout": "seconds one post_api request may take",
     "poll_api": "URL of the poll_api heartbeat (redirects are followed)",
     "poll_interval": "seconds between poll_api requests",

@@ -63,6 +63,7 @@ class AdapterOptions:
     post_event_list: Sequence[str] = field(default=DEFAULT_EVENTS)
     post_stdout: bool = False
     post_api_retry_seconds: float = 600.0
+    post_api_reject_retries: int = 3
     post_api_timeout: float = 120.0
     post_api_retry_wait: float = 0.5
     poll_api: str | None = None
@@ -133,6 +134,7 @@ class OpenqqAdapter:
                     post_event=self.opts.post_event,
                     post_event_list=self.opts.post_event_list,
                     retry_seconds=self.opts.post_api_retry_seconds,
+                    reject_retries=self.opts.post_api_reject_retries,
                     timeout=self.opts.post_api_timeout,
                     retry_wait=self.opts.post_api_retry_wait,
                 ),
