@@ -35,6 +35,7 @@ from bridge.core.commands import (
     StatusReply,
     command_name,
     failure_reply,
+    unknown_reply,
 )
 from bridge.core.routing import Names
 from bridge.errors import RETRYABLE, PublishFailed
@@ -47,11 +48,17 @@ Executor = Callable[[Command], Awaitable[Any]]
 _SENDING: ContextVar[Callable[[], None] | None] = ContextVar("openqq_sending", default=None)
 
 
+class Expired(Exception):
+    """The command's expiration passed before it was handed to the QQ side."""
+
+
 def handing_over() -> None:
     """Mark the running command as handed to the QQ side (call right before the action).
 
     After this point a crash leaves the command's result unknown, so a redelivery is answered
-    as failed instead of running again; before it, a redelivery simply runs.
+    "result unknown" instead of running again; before it, a redelivery simply runs. Raises
+    Expired when the command's AMQP expiration passed since the bridge took it: its caller
+    stopped waiting, so it is not sent.
     """
     mark = _SENDING.get()
     if mark is not None:
@@ -184,7 +191,7 @@ class CommandServer:
                 self.duplicates += 1
                 reason = "result unknown: the bridge stopped while running this command"
                 log.warning("command %s message_id %s: %s; not run again", name, mid, reason)
-                reply = encode(failure_reply(cmd, reason, code=-5))
+                reply = encode(unknown_reply(cmd, reason))
                 self._store.finish(mid, reply)
                 await self._reply_raw(d, reply, name)
                 await d.ack()
@@ -211,8 +218,17 @@ class CommandServer:
     async def _run(self, d: Delivery, cmd: Command, name: str, mid: str | None) -> bytes | None:
         """Execute, reply, settle; the reply body, or None when the delivery was requeued."""
         handed: list[bool] = []
+        # The caller's expiration, counted from now: the broker kept it at most that long.
+        deadline = (
+            asyncio.get_running_loop().time() + d.expiration_ms / 1000
+            if d.expiration_ms is not None
+            else None
+        )
 
         def mark() -> None:
+            if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                # Its caller stopped waiting long ago (the expiration): never send it now.
+                raise Expired
             handed.append(True)
             task = asyncio.current_task()
             if task is not None and task in self._inflight:
@@ -223,13 +239,18 @@ class CommandServer:
         _SENDING.set(mark)
         try:
             result = await self._execute(cmd)
+        except Expired:
+            reason = (
+                f"expired: not run, its expiration ({d.expiration_ms} ms) passed while it"
+                " waited its turn"
+            )
+            log.warning("command %s (message_id %s) %s", name, mid, reason)
+            return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
         except RETRYABLE as exc:
             if handed:
                 # It reached the QQ side: trying again could do it twice.
                 reason = f"result unknown: {exc}"
-                return await self._settle_failed(
-                    d, reason, failure_reply(cmd, reason, code=-5), mid
-                )
+                return await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid)
             if not d.redelivered:
                 log.warning(
                     "command %s (message_id %s) failed, requeued once: %s",
@@ -246,6 +267,9 @@ class CommandServer:
         except Exception as exc:
             log.exception("command %s (message_id %s) crashed", name, mid)
             reason = f"{type(exc).__name__}: {exc}"
+            if handed:
+                reason = f"result unknown: {reason}"
+                return await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid)
             return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
 
         self.executed += 1

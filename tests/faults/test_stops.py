@@ -79,3 +79,58 @@ async def test_an_embedded_stop_with_sends_in_flight_logs_no_error(ns, tmp_path,
     await asyncio.sleep(0.2)
     bad = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info]
     assert not bad, [f"{r.name}: {r.getMessage()}" for r in bad]
+
+
+async def test_a_command_that_expires_while_waiting_its_turn_is_not_sent(ns, tmp_path):
+    from bridge.bus.rpc import RpcClient
+    from bridge.core import commands as c
+    from tests.conftest import running_bridge
+
+    shared = MemoryBus()
+    events = await subscribe_all(MemoryBus(shared.broker), ns)
+    rpc = RpcClient(MemoryBus(shared.broker), Names(ns))
+    async with running_bridge(MemoryBus(shared.broker), ns, tmp_path, send_interval=1.0):
+        await rpc.start()
+        first = msgspec.json.decode(
+            await rpc.call(ACCOUNT, c.SendGroupMessage(uid=67890, content="first"), timeout=10)
+        )
+        assert first["code"] == 0
+        # Its caller waits 10 s, but it expires after 0.2 s: the pacer holds it 1 s.
+        stale = msgspec.json.decode(
+            await rpc.call(
+                ACCOUNT,
+                c.SendGroupMessage(uid=67890, content="stale"),
+                timeout=10,
+                expiration_ms=200,
+            )
+        )
+        await rpc.close()
+    assert (stale["code"], stale["status"]) == (-5, "发送失败"), stale
+    assert "expired" in stale["info"]
+    sent = []
+    while not events.empty():
+        b = msgspec.json.decode(events.get_nowait().body)
+        if b.get("post_type") == "send_message":
+            sent.append(b["content"])
+    assert sent == ["first"]
+
+
+async def test_an_http_send_without_answer_is_result_unknown_not_failed(ns, tmp_path):
+    import aiohttp
+
+    from bridge.bus.topology import declare_account
+    from tests.conftest import api_url, running_adapter
+
+    shared = MemoryBus()
+    # The account's queues exist, but no bridge consumes them.
+    await declare_account(MemoryBus(shared.broker), Names(ns), ACCOUNT)
+    async with (
+        running_adapter(
+            MemoryBus(shared.broker), ns, wait_replica=False, rpc_timeout=0.3
+        ) as adapter,
+        aiohttp.ClientSession() as s,
+        s.get(api_url(adapter, "/openqq/send_group_message?uid=67890&content=x")) as r,
+    ):
+        body = msgspec.json.decode(await r.read())
+    assert (body["code"], body["status"]) == (-3, "发送结果未知"), body
+    assert "result unknown" in body["info"]

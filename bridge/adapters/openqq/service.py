@@ -23,6 +23,7 @@ from bridge.adapters.openqq.app import ApiOptions, OpenqqApi
 from bridge.adapters.openqq.check_event import EventBuffer
 from bridge.adapters.openqq.jsonfmt import legacy
 from bridge.adapters.openqq.post_api import (
+    STOP_GRACE,
     PostApiForwarder,
     PostApiOptions,
     http_headers,
@@ -149,7 +150,13 @@ class OpenqqAdapter:
         host, port = self.opts.listen
         # Legacy callers send whole messages in GET query strings.
         self._runner, self.bound = await start_site(
-            self.api.app(), host, port, "listen", max_line_size=MAX_LINE, max_field_size=MAX_FIELD
+            self.api.app(),
+            host,
+            port,
+            "listen",
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_FIELD,
+            shutdown_timeout=STOP_GRACE,
         )
         log.info(
             "Openqq API on http://%s:%d/openqq/ for account %s", *self.bound, self.opts.account
@@ -162,7 +169,10 @@ class OpenqqAdapter:
             )
 
     async def stop(self) -> None:
-        """Stop serving, then post_api, the heartbeat and the subscriptions."""
+        """Answer pending calls, stop serving, then post_api, the heartbeat, subscriptions."""
+        # Callers waiting for the bridge are answered now (result unknown), not after
+        # rpc_timeout; requests still in progress after STOP_GRACE are cut.
+        self.rpc.abort_pending()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
