@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bridge import __version__
-from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter
+from bridge.adapters.openqq.adapter import AdapterOptions, OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus

@@ -29,7 +29,7 @@ from bridge.clientfiles import ClientFiles
 from bridge.core import commands as c
 from bridge.core import events as ev
 from bridge.core.contacts import ContactBook
-from bridge.core.model import Group, GroupMember, basic, display_name, member_display
+from bridge.core.model import Group, GroupMember, basic, display_name
 from bridge.core.pacing import KeyedLocks, Pacer
 from bridge.core.ports import SendOutcome, Upstream
 from bridge.core.routing import Names, event_key
@@ -443,8 +443,8 @@ class Bridge:
                 ("sess", m.id),
                 lambda: up.send_sess(m, g, content),
                 lambda out: ev.SentSessMessage(
-                    **self._sent(out, cmd.from_),
-                    receiver=member_display(m),
+                    **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
+                    receiver=book.member_name(m),
                     receiver_id=m.id,
                     receiver_uid=m.uid,
                     via="group",

@@ -13,7 +13,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter
+from bridge.adapters.openqq.adapter import AdapterOptions, OpenqqAdapter
 from bridge.bus.amqp import AmqpBus
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus

@@ -169,7 +169,7 @@ def test_listening_beyond_loopback_without_token_warns(caplog):
     import asyncio
     import logging
 
-    from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter, is_loopback
+    from bridge.adapters.openqq.adapter import AdapterOptions, OpenqqAdapter, is_loopback
     from bridge.bus.memory import MemoryBus
     from bridge.core.routing import Names
 

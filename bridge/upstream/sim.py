@@ -24,6 +24,7 @@ from aiohttp import web
 
 from bridge.core import events as ev
 from bridge.core.codec import encode
+from bridge.core.contacts import member_name
 from bridge.core.model import (
     Discuss,
     DiscussMember,
@@ -328,7 +329,7 @@ class SimulatedAccount:
                 return ev.ReceivedGroupMessage(
                     **common,
                     content=req.content,
-                    sender=member_display(m),
+                    sender=member_name(m, w.friends),
                     sender_id=m.id,
                     sender_uid=m.uid,
                     receiver=self._my_name_in(g),
@@ -466,10 +467,10 @@ class SimulatedAccount:
         return ev.ReceivedSessMessage(
             **common,
             content=req.content,
-            sender=member_display(m),
+            sender=member_name(m, self.world.friends),
             sender_id=m.id,
             sender_uid=m.uid,
-            receiver=me.name,
+            receiver=self._my_name_in(g),
             receiver_id=me.id,
             receiver_uid=me.uid,
             via="group",

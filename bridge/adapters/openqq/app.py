@@ -14,12 +14,12 @@ import hmac
 import logging
 import re
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
 from bridge.adapters.openqq.check_event import EventBuffer
+from bridge.adapters.openqq.context import ApiOptions
 from bridge.adapters.openqq.jsonfmt import dumps, legacy
 from bridge.adapters.openqq.params import BadRequest, Params, TooLarge, last, read_params
 from bridge.adapters.openqq.replica import ContactReplica
@@ -44,20 +44,8 @@ CORS_PREFLIGHT = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ApiOptions:
-    """Behaviour of the HTTP API."""
-
-    account: str = "default"
-    access_token: str | None = None
-    check_event_timeout: float = 30.0
-    rpc_timeout: float = 30.0
-    shutup_unit: Literal["seconds", "minutes"] = "seconds"
-    max_request_bytes: int = 1 << 20
-
-
 class OpenqqApi:
-    """Request handling; one per adapter."""
+    """Request handling; one per adapter (implements context.ApiContext for the handlers)."""
 
     def __init__(
         self,

@@ -41,6 +41,7 @@ from tenacity import (
 
 from bridge.core import events as ev
 from bridge.core.codec import encode
+from bridge.core.contacts import member_name
 from bridge.core.model import (
     Discuss,
     DiscussMember,
@@ -695,7 +696,7 @@ class OneBotAccount:
             return ev.ReceivedGroupMessage(
                 **common,
                 content=content,
-                sender=member_display(m),
+                sender=member_name(m, self.friends),
                 sender_id=m.id,
                 sender_uid=m.uid,
                 receiver=member_display(mine) if mine else me.name,

@@ -155,7 +155,7 @@ def user_of(info: Json, extra: Json | None = None) -> User:
     return User(
         id=uid,
         uid=uid,
-        account=str(uid),
+        account=uid,
         name=as_str(info.get("nickname")),
         sex=sex if sex in ("male", "female") else "",
     )

@@ -19,8 +19,10 @@ from typing import Literal
 import aiohttp
 from aiohttp import web
 
-from bridge.adapters.openqq.app import ApiOptions, OpenqqApi
+from bridge.adapters.openqq.app import OpenqqApi
 from bridge.adapters.openqq.check_event import EventBuffer
+from bridge.adapters.openqq.context import ApiOptions
+from bridge.adapters.openqq.httpserver import RawTargetRunner
 from bridge.adapters.openqq.jsonfmt import legacy
 from bridge.adapters.openqq.post_api import (
     STOP_GRACE,
@@ -154,6 +156,7 @@ class OpenqqAdapter:
             host,
             port,
             "listen",
+            RawTargetRunner,
             max_line_size=MAX_LINE,
             max_field_size=MAX_FIELD,
             shutdown_timeout=STOP_GRACE,

@@ -1,0 +1,52 @@
+"""What the ``/openqq/*`` handlers need from the API object, as a Protocol.
+
+The handlers (routes.py) depend on this module only; app.py implements it and imports the
+handlers, so imports go one way: app → routes → context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from bridge.adapters.openqq.check_event import EventBuffer
+    from bridge.adapters.openqq.replica import ContactReplica
+    from bridge.core import commands as c
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """Behaviour of the HTTP API."""
+
+    account: str = "default"
+    access_token: str | None = None
+    check_event_timeout: float = 30.0
+    rpc_timeout: float = 30.0
+    shutup_unit: Literal["seconds", "minutes"] = "seconds"
+    max_request_bytes: int = 1 << 20
+
+
+class ApiContext(Protocol):
+    """The API object as the handlers see it: contacts, events, options, calls to the bridge."""
+
+    @property
+    def replica(self) -> ContactReplica:
+        """The contact replica (reads and lookups once it is ready)."""
+
+    @property
+    def buffer(self) -> EventBuffer:
+        """The check_event buffer."""
+
+    @property
+    def opts(self) -> ApiOptions:
+        """The API's options."""
+
+    async def call(self, cmd: c.Command) -> bytes:
+        """The legacy bytes of the bridge's reply, or an error reply of the right shape."""
+
+    async def cast(self, cmd: c.Command) -> bytes | None:
+        """Send without waiting; an error reply when the bridge is not there."""
+
+    async def group_exists(self, crit: dict[str, Any]) -> bool:
+        """Whether the group exists (replica, else the bridge), to order error answers."""
