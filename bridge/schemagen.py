@@ -180,8 +180,10 @@ def asyncapi() -> dict[str, Any]:
         "address": "{queue}.{account}",
         "description": (
             "Dead letters on topic exchange <namespace>.dead, kept in queue"
-            " <namespace>.<account>.dead; the original body and properties, header"
-            " x-openqq-reason says why, x-openqq-queue where from."
+            " <namespace>.<account>.dead with routing key <kind>.<account> of the queue it"
+            " was taken from (send.bot1, post_api.bot1); the original body and properties,"
+            " header x-openqq-reason says why, x-openqq-queue names that queue and"
+            " x-openqq-routing-key the key it was published with."
         ),
         "parameters": {"queue": {}, "account": params["account"]},
         "bindings": {

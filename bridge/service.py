@@ -17,15 +17,15 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from bridge import __version__
 from bridge.bus.base import Bus
 from bridge.bus.commands import CommandServer, handing_over
 from bridge.bus.publisher import EventPublisher
-from bridge.bus.topology import QueueType, declare_account
+from bridge.bus.topology import declare_account
 from bridge.clientfiles import ClientFiles
+from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core import events as ev
 from bridge.core.contacts import ContactBook
@@ -38,24 +38,10 @@ from bridge.store import DoneStore
 
 log = logging.getLogger(__name__)
 
+#: Seconds between answering stop_client/relogin and doing it (the reply goes out first).
 CONTROL_DELAY = 3.0
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeOptions:
-    """What the bridge needs to know besides its bus and upstream."""
-
-    account: str = "default"
-    queue_type: QueueType = "classic"
-    prefetch: int = 64
-    event_buffer: int = 10_000
-    buffer_wait: float = 5.0
-    ready_wait: float = 30.0
-    send_interval: float = 0.0
-    send_interval_per_target: float = 0.0
-    log_level: str = "info"
-    control_delay: float = CONTROL_DELAY
-    publish_window: int = 256
+#: Events published at once, awaiting their confirms.
+PUBLISH_WINDOW = 256
 
 
 _Item = tuple[ev.Event, str, asyncio.Future[None] | None]
@@ -76,16 +62,18 @@ class Bridge:
         bus: Bus,
         names: Names,
         upstream: Upstream,
-        options: BridgeOptions,
+        options: Settings,
         *,
         store: DoneStore | None = None,
         files: ClientFiles | None = None,
         show: Callable[[ev.Event], None] | None = None,
+        control_delay: float = CONTROL_DELAY,
     ) -> None:
         self.bus = bus
         self.names = names
         self.upstream = upstream
         self.opts = options
+        self.control_delay = control_delay
         self.account = options.account
         self.contacts = ContactBook()
         self.state = "init"
@@ -111,7 +99,16 @@ class Bridge:
             self.store,
             prefetch=options.prefetch,
         )
-        self._pacer = Pacer(options.send_interval, options.send_interval_per_target)
+        # Unset intervals take the upstream's defaults (real accounts get risk-controlled).
+        default_global, default_target = upstream.default_pacing
+        self._pacer = Pacer(
+            default_global if options.send_interval is None else options.send_interval,
+            (
+                default_target
+                if options.send_interval_per_target is None
+                else options.send_interval_per_target
+            ),
+        )
         self._lanes = KeyedLocks()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -173,7 +170,7 @@ class Bridge:
     async def _publish_loop(self) -> None:
         # Many publishes in flight, each waiting for its own confirm: they are started in
         # buffer order, and the channel sends them in that order (per-conversation order).
-        window = asyncio.Semaphore(self.opts.publish_window)
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
         while True:
             event, mid, done = await self._buffer.get()
             await window.acquire()
@@ -325,7 +322,7 @@ class Bridge:
 
     def _later(self, action: Callable[[], object]) -> None:
         loop = asyncio.get_running_loop()
-        loop.call_later(self.opts.control_delay, action)
+        loop.call_later(self.control_delay, action)
 
     async def _ready_or_raise(self) -> None:
         if self.ready.is_set():

@@ -13,14 +13,15 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from bridge.adapters.openqq.adapter import AdapterOptions, OpenqqAdapter
+from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
 from bridge.clientfiles import ClientFiles
+from bridge.config import Settings
 from bridge.core.commands import QUEUE_KINDS
 from bridge.core.routing import Names
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import Bridge
 from bridge.store import DoneStore
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 from tests.proxy import TcpProxy
@@ -139,7 +140,7 @@ async def running_bridge(
     sim = SimulatedAccount(
         SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / "qr.png")
     )
-    opts = BridgeOptions(account=ACCOUNT, control_delay=0.05, **options)  # type: ignore[arg-type]
+    opts = Settings(account=ACCOUNT, **options)  # type: ignore[arg-type]
     bridge = Bridge(
         bus,
         Names(ns),
@@ -147,6 +148,7 @@ async def running_bridge(
         opts,
         store=store,
         files=ClientFiles(tmp_path, ACCOUNT),
+        control_delay=0.05,
     )
     task = asyncio.create_task(bridge.run())
     try:
@@ -164,8 +166,9 @@ async def running_adapter(
     bus: Bus, ns: str, *, wait_replica: bool = True, **options: object
 ) -> AsyncIterator[OpenqqAdapter]:
     """An Openqq HTTP adapter on a free port, talking to ``ns`` over ``bus``."""
-    opts = AdapterOptions(account=ACCOUNT, listen=("127.0.0.1", 0), **options)  # type: ignore[arg-type]
-    adapter = OpenqqAdapter(bus, Names(ns), opts)
+    retry_wait = float(options.pop("post_api_retry_wait", 0.5))  # type: ignore[arg-type]
+    opts = Settings(account=ACCOUNT, listen="127.0.0.1:0", **options)  # type: ignore[arg-type]
+    adapter = OpenqqAdapter(bus, Names(ns), opts, post_api_retry_wait=retry_wait)
     await adapter.start()
     try:
         if wait_replica:

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from bridge.bus.base import Bus, Delivery, OutMessage, Subscription
-from bridge.bus.deadletter import dead_letter
+from bridge.bus.deadletter import command_queue_of, dead_letter
 from bridge.core.codec import decode_command, encode
 from bridge.core.commands import (
     CODE_INVALID_COMMAND,
@@ -302,7 +302,8 @@ class CommandServer:
     async def dead_letter(self, d: Delivery, reason: str) -> None:
         """Copy a delivery to ``<ns>.dead`` with the reason, keeping its properties."""
         self.dead_lettered += 1
-        await dead_letter(self._bus, self._names, d, reason, d.routing_key)
+        queue = command_queue_of(self._names, self._account, d)
+        await dead_letter(self._bus, self._names, d, reason, queue)
 
     async def _reply_raw(self, d: Delivery, body: bytes, name: str) -> None:
         if not d.reply_to:

@@ -8,8 +8,9 @@ import msgspec
 
 from bridge.bus.memory import MemoryBus
 from bridge.clientfiles import ClientFiles
+from bridge.config import Settings
 from bridge.core.routing import Names
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import Bridge
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 from tests.adapter.conftest import subscribe_all
 from tests.conftest import ACCOUNT
@@ -32,7 +33,7 @@ async def test_a_stop_during_login_publishes_nothing_after_stop(ns, tmp_path):
         MemoryBus(shared.broker),
         Names(ns),
         sim,
-        BridgeOptions(account=ACCOUNT),
+        Settings(account=ACCOUNT),
         files=ClientFiles(tmp_path, ACCOUNT),
     )
     run = asyncio.create_task(bridge.run())

@@ -19,12 +19,12 @@ from typing import Any
 from aiohttp import web
 
 from bridge.adapters.openqq.check_event import EventBuffer
-from bridge.adapters.openqq.context import ApiOptions
 from bridge.adapters.openqq.jsonfmt import dumps, legacy
 from bridge.adapters.openqq.params import BadRequest, Params, TooLarge, last, read_params
 from bridge.adapters.openqq.replica import ContactReplica
 from bridge.adapters.openqq.routes import AUTH_FAILURE, JSON, ROUTES, Answer
 from bridge.bus.rpc import ReplyLost, RpcClient
+from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.errors import NoRoute, PublishFailed, RpcTimeout
 
@@ -52,7 +52,7 @@ class OpenqqApi:
         rpc: RpcClient,
         replica: ContactReplica,
         buffer: EventBuffer,
-        options: ApiOptions,
+        options: Settings,
     ) -> None:
         self.rpc = rpc
         self.replica = replica

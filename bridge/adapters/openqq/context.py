@@ -6,25 +6,13 @@ handlers, so imports go one way: app → routes → context.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from bridge.adapters.openqq.check_event import EventBuffer
     from bridge.adapters.openqq.replica import ContactReplica
+    from bridge.config import Settings
     from bridge.core import commands as c
-
-
-@dataclass(frozen=True, slots=True)
-class ApiOptions:
-    """Behaviour of the HTTP API."""
-
-    account: str = "default"
-    access_token: str | None = None
-    check_event_timeout: float = 30.0
-    rpc_timeout: float = 30.0
-    shutup_unit: Literal["seconds", "minutes"] = "seconds"
-    max_request_bytes: int = 1 << 20
 
 
 class ApiContext(Protocol):
@@ -39,8 +27,8 @@ class ApiContext(Protocol):
         """The check_event buffer."""
 
     @property
-    def opts(self) -> ApiOptions:
-        """The API's options."""
+    def opts(self) -> Settings:
+        """The settings (access token, timeouts, shutup unit, ...)."""
 
     async def call(self, cmd: c.Command) -> bytes:
         """The legacy bytes of the bridge's reply, or an error reply of the right shape."""

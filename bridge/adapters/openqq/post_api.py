@@ -6,11 +6,11 @@ Two kinds of failure are told apart (README, "post_api"):
 
 - the receiver is *down*: unreachable, the request timed out, or it answered 502, 503, 504
   (a proxy or the server says "not now"), 408 or 429 (it asks to be asked again). Nothing is
-  lost and order is kept: the same report is retried with backoff for ``retry_seconds``, and
-  every later report waits behind it; then it is dead-lettered.
+  lost and order is kept: the same report is retried with backoff for
+  ``post_api_retry_seconds``, every later report waiting behind it; then it is dead-lettered.
 - the receiver *rejects this report*: any other HTTP error (500, 501, 4xx, too many
   redirects). Its handler failed on this report, which retrying rarely fixes: it gets
-  ``reject_retries`` quick retries, then is dead-lettered with the reason (header
+  ``post_api_reject_retries`` quick retries, then is dead-lettered with the reason (header
   ``x-openqq-reason``) and the next report goes out.
 
 A JSON answer with ``reply`` sends the reply to the conversation, and ``shutup`` mutes the
@@ -32,8 +32,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,8 +48,9 @@ from tenacity import (
 from bridge.adapters.openqq.jsonfmt import legacy
 from bridge.bus.base import REASON_HEADER, Bus, Delivery, Subscription
 from bridge.bus.deadletter import dead_letter
-from bridge.config import DEFAULT_EVENTS, EVENT_NAMES
+from bridge.config import Settings
 from bridge.core import commands as c
+from bridge.core.events import EVENT_NAMES
 from bridge.core.routing import Names, topic_matches
 from bridge.errors import PublishFailed
 
@@ -102,32 +102,30 @@ def verdict(status: int) -> type[Exception] | None:
     return Unreachable if status in DOWN_STATUSES else Rejected
 
 
-@dataclass(frozen=True, slots=True)
-class PostApiOptions:
-    """Where and what to POST."""
-
-    url: str
-    post_event: bool = True
-    post_event_list: Sequence[str] = DEFAULT_EVENTS
-    retry_seconds: float = 600.0
-    reject_retries: int = 3
-    timeout: float = 120.0
-    #: First backoff in seconds; it doubles (with jitter) up to MAX_BACKOFF.
-    retry_wait: float = 0.5
-
-
 class PostApiForwarder:
     """Consumes the post_api queue of one account and POSTs each item."""
 
     def __init__(
-        self, bus: Bus, names: Names, account: str, opts: PostApiOptions, cast: Cast
+        self,
+        bus: Bus,
+        names: Names,
+        settings: Settings,
+        cast: Cast,
+        *,
+        retry_wait: float = 0.5,
     ) -> None:
+        if settings.post_api is None:
+            msg = "PostApiForwarder needs the post_api setting"
+            raise ValueError(msg)
         self._bus = bus
         self._names = names
-        self._account = account
-        self.opts = opts
+        self._account = settings.account
+        self.opts = settings
+        self.url = settings.post_api
+        #: First backoff in seconds; it doubles (with jitter) up to MAX_BACKOFF.
+        self.retry_wait = retry_wait
         self._cast = cast
-        self.queue = f"{names.prefix}.{account}.post_api"
+        self.queue = f"{names.prefix}.{settings.account}.post_api"
         self._session: aiohttp.ClientSession | None = None
         self._sub: Subscription | None = None
         self._current: asyncio.Task[Any] | None = None
@@ -162,12 +160,12 @@ class PostApiForwarder:
             if key not in wanted:
                 await self._bus.unbind(q, self._names.events, key)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.opts.timeout, sock_connect=10),
+            timeout=aiohttp.ClientTimeout(total=self.opts.post_api_timeout, sock_connect=10),
             headers=http_headers(),
             skip_auto_headers=("Accept",),
         )
         self._sub = await self._bus.consume(q, self._on_delivery, prefetch=1)
-        log.info("post_api: reporting to %s from queue %s", where(self.opts.url), self.queue)
+        log.info("post_api: reporting to %s from queue %s", where(self.url), self.queue)
 
     async def drain(
         self,
@@ -191,7 +189,7 @@ class PostApiForwarder:
             log.warning(
                 "post_api %s: %d report(s) of the stop not posted within %gs; they stay in"
                 " queue %s for the next adapter (the embedded bus keeps nothing)",
-                where(self.opts.url),
+                where(self.url),
                 left,
                 timeout,
                 self.queue,
@@ -209,7 +207,7 @@ class PostApiForwarder:
                 log.warning(
                     "post_api %s: a report still posting after %gs at stop; it goes back to"
                     " queue %s and may reach the receiver twice",
-                    where(self.opts.url),
+                    where(self.url),
                     STOP_GRACE,
                     self.queue,
                 )
@@ -246,13 +244,12 @@ class PostApiForwarder:
         except _Stopping:
             return
         except (Unreachable, Rejected) as exc:
-            url = where(self.opts.url)
+            url = where(self.url)
             if isinstance(exc, Rejected):
-                reason = (
-                    f"post_api {url} rejected it: {exc} ({self.opts.reject_retries + 1} attempt(s))"
-                )
+                attempts = self.opts.post_api_reject_retries + 1
+                reason = f"post_api {url} rejected it: {exc} ({attempts} attempt(s))"
             else:
-                reason = f"post_api {url} down for {self.opts.retry_seconds:g}s: {exc}"
+                reason = f"post_api {url} down for {self.opts.post_api_retry_seconds:g}s: {exc}"
             try:
                 await dead_letter(self._bus, self._names, d, reason, self.queue)
             except PublishFailed as pexc:
@@ -289,7 +286,7 @@ class PostApiForwarder:
         session = self._session
         first = time.monotonic()
         rejections = 0
-        url = where(self.opts.url)
+        url = where(self.url)
 
         def stop(state: RetryCallState) -> bool:
             nonlocal rejections
@@ -298,8 +295,8 @@ class PostApiForwarder:
                 return True
             if isinstance(exc, Rejected):
                 rejections += 1
-                return rejections > self.opts.reject_retries
-            return time.monotonic() - first >= self.opts.retry_seconds
+                return rejections > self.opts.post_api_reject_retries
+            return time.monotonic() - first >= self.opts.post_api_retry_seconds
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -312,7 +309,7 @@ class PostApiForwarder:
                     what,
                     exc,
                     state.attempt_number,
-                    self.opts.reject_retries + 1,
+                    self.opts.post_api_reject_retries + 1,
                     pause,
                 )
             else:
@@ -324,16 +321,16 @@ class PostApiForwarder:
                     state.attempt_number,
                     what,
                     pause,
-                    self.opts.retry_seconds,
+                    self.opts.post_api_retry_seconds,
                 )
 
         try:
             async for attempt in AsyncRetrying(
                 stop=stop,
                 wait=wait_exponential_jitter(
-                    multiplier=self.opts.retry_wait,
+                    multiplier=self.retry_wait,
                     max=MAX_BACKOFF,
-                    jitter=self.opts.retry_wait,
+                    jitter=self.retry_wait,
                 ),
                 retry=retry_if_exception_type((Unreachable, Rejected)),
                 before_sleep=before_sleep,
@@ -350,7 +347,7 @@ class PostApiForwarder:
     async def _attempt(self, session: aiohttp.ClientSession, body: bytes) -> tuple[str, bytes]:
         try:
             async with session.post(
-                self.opts.url,
+                self.url,
                 data=body,
                 headers={"Content-Type": "application/json"},
                 max_redirects=7,
