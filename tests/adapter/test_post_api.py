@@ -20,14 +20,6 @@ from tests.fakes import WebhookRecorder, json_answer, status
 
 
 @pytest.fixture
-async def hook(aiohttp_server) -> WebhookRecorder:
-    rec = WebhookRecorder()
-    server = await aiohttp_server(rec.app())
-    rec.url = str(server.make_url("/post_api?client=default"))  # type: ignore[attr-defined]
-    return rec
-
-
-@pytest.fixture
 def adapter_options(hook: WebhookRecorder) -> dict[str, Any]:
     return {"post_api": hook.url, "post_api_retry_wait": 0.02, "post_api_retry_seconds": 5}  # type: ignore[attr-defined]
 

@@ -22,14 +22,6 @@ from tests.procs import bridge_env, logs, start, stop, wait_state
 BUSES = ["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
 
 
-@pytest.fixture
-async def hook(aiohttp_server) -> WebhookRecorder:
-    rec = WebhookRecorder()
-    server = await aiohttp_server(rec.app())
-    rec.url = str(server.make_url("/post_api?client=default"))  # type: ignore[attr-defined]
-    return rec
-
-
 @pytest.fixture(params=BUSES)
 async def bus_env(request: pytest.FixtureRequest, ns: str) -> AsyncIterator[dict[str, str]]:
     """Settings of the bus: the embedded one, or RabbitMQ in a namespace deleted after."""
