@@ -83,7 +83,19 @@ async def amqp_ns(rabbitmq: str, ns: str) -> AsyncIterator[str]:
     await delete_namespace(rabbitmq, ns)
 
 
-@pytest.fixture(params=["memory", "rabbitmq"])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the broker is marked ``rabbitmq``, so ``-m "not rabbitmq"`` skips it.
+
+    ``fixturenames`` is the whole fixture closure: a test that needs ``amqp_ns`` or
+    ``proxied_bus`` is marked too. The ``bus_factory`` fixture asks for the broker only at run
+    time, so its ``rabbitmq`` param carries the marker itself.
+    """
+    for item in items:
+        if "rabbitmq" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rabbitmq)
+
+
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 async def bus_factory(request: pytest.FixtureRequest, ns: str):
     """Makes buses of one kind (the same broker for all of a test): memory or RabbitMQ."""
     buses: list[Bus] = []

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.rabbitmq
 N = 300
 
 
+@pytest.mark.slow
 async def test_sigkill_with_commands_in_flight_runs_none_twice(rabbitmq, amqp_ns, tmp_path):
     # 100 sends a second, so the kill lands in the middle of the queue.
     env = bridge_env(
