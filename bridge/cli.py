@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -232,9 +233,21 @@ async def _declare(settings: Settings) -> None:
 
 
 def _on_signals(stop: Callable[[], None]) -> None:
+    """The first SIGINT/SIGTERM stops gracefully (bounded); a second one exits at once."""
     loop = asyncio.get_running_loop()
+    first: list[signal.Signals] = []
+
+    def handler(sig: signal.Signals) -> None:
+        if first:
+            log.warning("second %s: exiting now, without finishing the stop", sig.name)
+            # A person pressing Ctrl-C twice wants out; the pid lock dies with the process.
+            os._exit(128 + sig)
+        first.append(sig)
+        log.info("%s: stopping (send it again to exit at once)", sig.name)
+        stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, handler, sig)
 
 
 async def _serve_adapter(settings: Settings) -> None:
@@ -289,6 +302,9 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await declare_exchanges(bus, names)
             await adapter.start()
         await bridge.run()
+        if adapter is not None and adapter.forwarder is not None:
+            # The original posts state_change [running, stop] and stop before it exits.
+            await adapter.forwarder.drain(bridge.stop_reports)
         log.info("stopped")
     finally:
         if adapter is not None:

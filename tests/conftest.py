@@ -24,6 +24,7 @@ from bridge.core.routing import Names
 from bridge.service import Bridge
 from bridge.store import DoneStore
 from bridge.upstream.sim import SimSettings, SimulatedAccount
+from tests.fakes import WebhookRecorder
 from tests.proxy import TcpProxy
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -82,7 +83,19 @@ async def amqp_ns(rabbitmq: str, ns: str) -> AsyncIterator[str]:
     await delete_namespace(rabbitmq, ns)
 
 
-@pytest.fixture(params=["memory", "rabbitmq"])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the broker is marked ``rabbitmq``, so ``-m "not rabbitmq"`` skips it.
+
+    ``fixturenames`` is the whole fixture closure: a test that needs ``amqp_ns`` or
+    ``proxied_bus`` is marked too. The ``bus_factory`` fixture asks for the broker only at run
+    time, so its ``rabbitmq`` param carries the marker itself.
+    """
+    for item in items:
+        if "rabbitmq" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rabbitmq)
+
+
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 async def bus_factory(request: pytest.FixtureRequest, ns: str):
     """Makes buses of one kind (the same broker for all of a test): memory or RabbitMQ."""
     buses: list[Bus] = []
@@ -191,3 +204,12 @@ def sim_url(sim: SimulatedAccount, path: str) -> str:
     assert sim.bound is not None
     host, port = sim.bound
     return f"http://{host}:{port}{path}"
+
+
+@pytest.fixture
+async def hook(aiohttp_server) -> WebhookRecorder:
+    """A post_api receiver that records every request (``hook.url``, with ``?client=``)."""
+    rec = WebhookRecorder()
+    server = await aiohttp_server(rec.app())
+    rec.url = str(server.make_url("/post_api?client=default"))  # type: ignore[attr-defined]
+    return rec
