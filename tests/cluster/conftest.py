@@ -19,6 +19,14 @@ import pytest
 from tests.cluster.rabbit import BIN, Cluster, ClusterError, pick_layout
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the cluster is marked ``cluster`` and ``slow``, forgotten or not."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """A running private 3-node cluster: ``.urls``, ``.kill(i)``, ``.stop_node(i)``, ..."""
