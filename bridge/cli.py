@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bridge import __version__
+from bridge.adapters.onebot.face import OneBotFace
 from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
@@ -57,6 +58,8 @@ commands:
            embedded in-memory bus: works on a fresh machine with nothing else
   bridge   the bridge alone, on RabbitMQ (AMQP_URL required); one process per account
   adapter  the Openqq HTTP API alone, on RabbitMQ (AMQP_URL required); run any number
+  onebot   the OneBot v11 face for bots alone, on RabbitMQ (AMQP_URL required); `run`
+           serves it too when onebot_server_listen, _reverse or _post is set
   declare  declare the namespace's exchanges and the account's command and dead-letter
            queues on RabbitMQ, then exit (commands sent before the bridge first runs wait)
   schemas  write (or --check) the JSON Schemas, AsyncAPI and OpenAPI documents
@@ -97,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "bridge and HTTP API in one process (embedded bus without AMQP_URL)"),
         ("bridge", "the bridge alone, on RabbitMQ"),
         ("adapter", "the Openqq HTTP API alone, on RabbitMQ"),
+        ("onebot", "the OneBot v11 face for bots alone, on RabbitMQ"),
         ("declare", "declare the exchanges and the account's queues on RabbitMQ, then exit"),
     ):
         sub.add_parser(
@@ -141,7 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"openqq-bridge: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(getattr(args, "config", None))
-        if args.cmd in ("bridge", "adapter", "declare") and not settings.amqp_url:
+        if args.cmd == "onebot" and not onebot_face_wanted(settings):
+            msg = (
+                "`openqq-bridge onebot` needs onebot_server_listen"
+                " (OPENQQ_ONEBOT_SERVER_LISTEN), onebot_server_reverse or onebot_server_post"
+            )
+            raise ConfigError(msg)
+        if args.cmd in ("bridge", "adapter", "declare", "onebot") and not settings.amqp_url:
             msg = (
                 f"setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge {args.cmd}`;"
                 " `openqq-bridge run` uses the embedded bus"
@@ -155,6 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(serve(settings, args.cmd))
     except KeyboardInterrupt:
         return 0
+
+
+def onebot_face_wanted(settings: Settings) -> bool:
+    """True when a OneBot face setting is set (listen, reverse URLs or POST URLs)."""
+    return bool(
+        settings.onebot_server_listen
+        or settings.onebot_server_reverse
+        or settings.onebot_server_post
+    )
 
 
 def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
@@ -203,6 +222,8 @@ async def serve(settings: Settings, role: str = "run") -> int:
     try:
         if role == "adapter":
             await _serve_adapter(settings)
+        elif role == "onebot":
+            await _serve_onebot(settings)
         elif role == "declare":
             await _declare(settings)
         else:
@@ -264,6 +285,20 @@ async def _serve_adapter(settings: Settings) -> None:
         await bus.close()
 
 
+async def _serve_onebot(settings: Settings) -> None:
+    bus = await _connect(settings, "onebot")
+    face = OneBotFace(bus, Names(settings.namespace), settings)
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    try:
+        await face.start()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await face.stop()
+        await bus.close()
+
+
 async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     names = Names(settings.namespace)
     files = ClientFiles(
@@ -282,6 +317,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     )
     bus: Bus | None = None
     adapter: OpenqqAdapter | None = None
+    face: OneBotFace | None = None
     try:
         bus = await _connect(settings, "bridge")
         upstream = make_upstream(settings, files)
@@ -301,12 +337,17 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             adapter = OpenqqAdapter(adapter_bus, names, settings)
             await declare_exchanges(bus, names)
             await adapter.start()
+            if onebot_face_wanted(settings):
+                face = OneBotFace(adapter_bus, names, settings)
+                await face.start()
         await bridge.run()
         if adapter is not None and adapter.forwarder is not None:
             # The original posts state_change [running, stop] and stop before it exits.
             await adapter.forwarder.drain(bridge.stop_reports)
         log.info("stopped")
     finally:
+        if face is not None:
+            await face.stop()
         if adapter is not None:
             await adapter.stop()
         if bus is not None:
