@@ -225,7 +225,11 @@ class Actions:
             elif seg.type == "at":
                 parts.append(self._at(str(seg.data.get("qq", "")), group))
             # reply: Openqq text has no quotes; the message goes out without it.
-        content = "".join(parts)
+        # "@name " as Openqq writes mentions, without doubling a space the text brings.
+        content = "".join(
+            p[:-1] if p.startswith("@") and p.endswith(" ") and nxt[:1].isspace() else p
+            for p, nxt in zip(parts, [*parts[1:], ""][: len(parts)], strict=True)
+        )
         if not content:
             raise _bad("the message is empty")
         if len(content) > c.MAX_CONTENT:

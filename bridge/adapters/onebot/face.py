@@ -158,13 +158,13 @@ class OneBotFace:
             target = parse_target(entry)
             if target.bot is not None:
                 # Declared now: events from this moment on wait for the bot.
-                await self._feed(target.bot, _nowhere).declare()
+                await self._feed(target.bot).declare()
             self._spawn(self._reverse(target))
         for entry in self.opts.onebot_server_post:
             target = parse_target(entry)
-            feed = self._feed(target.bot, partial(self._post, target))
+            feed = self._feed(target.bot)
             await feed.declare()
-            self._spawn(self._post_feed(feed))
+            self._spawn(self._post_feed(feed, target))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -230,13 +230,12 @@ class OneBotFace:
         out = to_onebot(event, self.self_id, stamp, self.replica.book, self.ids)
         return None if out is None else ENCODER.encode(out)
 
-    def _feed(self, bot: str | None, send: Any) -> EventFeed:
+    def _feed(self, bot: str | None) -> EventFeed:
         return EventFeed(
             self.bus,
             self.names,
             self.account,
             self.render,
-            send,
             bot=bot,
             arguments=self._arguments,
         )
@@ -301,17 +300,25 @@ class OneBotFace:
                     },
                     status=503,
                 )
-            await ws.prepare(request)
             bot = request.query.get("bot") or None
             if bot is not None and not valid_name(bot):
-                await ws.close(code=1008, message=b"bot: letters, digits, _ and - only")
-                return ws
-            await self._session_loop(_ServerSocket(ws), role, bot)
+                return web.json_response(
+                    failure(ActionError(RETCODE_BAD_REQUEST, "bot: letters, digits, _ and - only")),
+                    status=400,
+                )
+            # The bot's queue exists before its handshake completes: nothing published after
+            # the bot sees the connection open is missed.
+            feed = None
+            if role != "API":
+                feed = self._feed(bot)
+                await feed.declare()
+            await ws.prepare(request)
+            await self._session_loop(_ServerSocket(ws), feed)
             return ws
 
         return handler
 
-    async def _session_loop(self, sock: _Socket, role: str, bot: str | None) -> None:
+    async def _session_loop(self, sock: _Socket, feed: EventFeed | None) -> None:
         """Serve one WebSocket connection (forward or reverse) until it closes."""
         lock = asyncio.Lock()
 
@@ -319,16 +326,16 @@ class OneBotFace:
             async with lock:
                 await sock.send(data.decode())
 
-        feed: EventFeed | None = None
         beat: asyncio.Task[None] | None = None
         calls: set[asyncio.Task[None]] = set()
         self.connected += 1
         try:
-            if role != "API":
+            if feed is not None:
+                # Bound before the bot hears "connect": it misses nothing published after.
+                await feed.declare()
                 await send(ENCODER.encode(lifecycle("connect", self.self_id, int(time.time()))))
                 beat = asyncio.get_running_loop().create_task(self._beat(send))
-                feed = self._feed(bot, send)
-                await feed.start()
+                await feed.start(send)
             async for text in sock.frames():
                 task = asyncio.get_running_loop().create_task(self._ws_action(text, send))
                 calls.add(task)
@@ -440,7 +447,7 @@ class OneBotFace:
                 ) as ws:
                     failures = 0
                     log.info("reverse WebSocket to %s connected", _where(target.url))
-                    await self._session_loop(_ClientSocket(ws), "Universal", target.bot)
+                    await self._session_loop(_ClientSocket(ws), self._feed(target.bot))
                     log.info("reverse WebSocket to %s closed", _where(target.url))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if failures == 0:
@@ -453,9 +460,9 @@ class OneBotFace:
             await asyncio.sleep(_backoff(self.retry_wait, failures))
 
     # --- HTTP POST ---------------------------------------------------------------------
-    async def _post_feed(self, feed: EventFeed) -> None:
+    async def _post_feed(self, feed: EventFeed, target: Target) -> None:
         await self._wait_ready(None)
-        await feed.start()
+        await feed.start(partial(self._post, target))
         try:
             await asyncio.Event().wait()
         finally:
@@ -535,10 +542,6 @@ class OneBotFace:
                     "duration": op.get("ban_duration", 30 * 60),
                 },
             )
-
-
-async def _nowhere(_data: bytes) -> None:
-    raise ConnectionError("declaration only")
 
 
 def _backoff(base: float, failures: int) -> float:

@@ -51,7 +51,6 @@ class EventFeed:
         names: Names,
         account: str,
         render: Render,
-        send: Send,
         *,
         bot: str | None,
         arguments: dict[str, Any],
@@ -60,7 +59,6 @@ class EventFeed:
         self._names = names
         self._account = account
         self._render = render
-        self._send = send
         self.bot = bot
         self._arguments = arguments
         self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -82,17 +80,17 @@ class EventFeed:
             self._queue = queue
         return self._queue
 
-    async def start(self) -> None:
-        """Declare the queue if needed, then start passing events on."""
+    async def start(self, send: Send) -> None:
+        """Declare the queue if needed, then start passing events on to ``send``."""
         queue = await self.declare()
-        self._writer = asyncio.get_running_loop().create_task(self._write())
+        self._writer = asyncio.get_running_loop().create_task(self._write(send))
         self._sub = await self._bus.consume(queue, self._inbox_put, prefetch=PREFETCH)
 
     async def _inbox_put(self, d: Delivery) -> None:
         # One writer keeps the order; the consumer callback only queues.
         await self._inbox.put(d)
 
-    async def _write(self) -> None:
+    async def _write(self, send: Send) -> None:
         while True:
             d = await self._inbox.get()
             try:
@@ -102,7 +100,7 @@ class EventFeed:
                 data = None
             if data is not None:
                 try:
-                    await self._send(data)
+                    await send(data)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any failure ends this feed
