@@ -206,3 +206,61 @@ async def test_http_post_signature_and_quick_reply(
             await b.close()
         await delete_namespace(rabbitmq, ns)
         await delete_bot_queues(rabbitmq, ns)
+
+
+@pytest.mark.parametrize("face_options", [{"heartbeat_seconds": 0.2}])
+async def test_heartbeat_meta_event(env: Env) -> None:
+    async with aiohttp.ClientSession() as s, s.ws_connect(env.url + "/event") as ws:
+        beat = await next_frame(ws, "meta_event")
+        while beat["meta_event_type"] != "heartbeat":
+            beat = await next_frame(ws, "meta_event")
+        assert set(beat) == {
+            "time",
+            "self_id",
+            "post_type",
+            "meta_event_type",
+            "status",
+            "interval",
+        }
+        assert beat["status"] == {"online": True, "good": True}
+        assert beat["interval"] == 200
+
+
+class FlakyReceiver(Receiver):
+    """Answers 503 to the first ``fail`` requests, then 204."""
+
+    def __init__(self, fail: int) -> None:
+        super().__init__()
+        self.fail = fail
+        self.ok: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.fail > 0:
+            self.fail -= 1
+            return web.Response(status=503)
+        await self.ok.put(body)
+        return web.Response(status=204)
+
+
+async def test_http_post_waits_for_a_receiver_that_fails(
+    rabbitmq: str, ns: str, tmp_path: Any, request: pytest.FixtureRequest, aiohttp_server: Any
+) -> None:
+    from tests.face.conftest import face_env
+
+    rec = FlakyReceiver(fail=3)
+    app = web.Application()
+    app.router.add_post("/", rec.handle)
+    server = await aiohttp_server(app)
+    async with face_env(
+        rabbitmq, ns, tmp_path, request, onebot_server_post=[f"hook={server.make_url('/')}"]
+    ) as env:
+        for text in ("p1", "p2"):
+            await env.inject(text)
+        got: list[str] = []
+        async with asyncio.timeout(30):
+            while "p2" not in got:
+                frame = msgspec.json.decode(await rec.ok.get())
+                if frame.get("post_type") == "message":
+                    got.append(frame["raw_message"])
+        assert got == ["p1", "p2"]
