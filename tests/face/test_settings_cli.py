@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -60,7 +61,7 @@ def test_signature_and_token_rules() -> None:
     )
     from aiohttp.test_utils import make_mocked_request
 
-    def req(path: str, auth: str | None = None):  # type: ignore[no-untyped-def]
+    def req(path: str, auth: str | None = None) -> Any:
         return make_mocked_request("GET", path, headers={"Authorization": auth} if auth else {})
 
     assert token_check(None, req("/")) is None
@@ -89,6 +90,7 @@ def test_run_serves_the_face_on_the_embedded_bus(tmp_path: Path) -> None:
     try:
         wait_state(tmp_path, "running", proc)
         deadline = time.monotonic() + 15
+        body: Any = None
         while True:
             try:
                 with urllib.request.urlopen(f"http://{listen}/get_login_info", timeout=5) as r:
