@@ -108,7 +108,8 @@ class EventFeed:
                     log.info("bot %s gone (%s); its events wait", self.bot or "(live)", exc)
                     self.failed.set()
                     return
-            await d.ack()
+            # Sent: a stop arriving now must not leave it unacked (it would come again).
+            await asyncio.shield(d.ack())
 
     async def stop(self) -> None:
         """Stop; events taken but not sent go back to the queue (durable) or are dropped."""
