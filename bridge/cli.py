@@ -27,7 +27,8 @@ from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
 from bridge.service import Bridge, BridgeOptions
 from bridge.showmsg import show
 from bridge.store import DoneStore
-from bridge.upstream.onebot.client import OneBotAccount, OneBotSettings
+from bridge.upstream.onebot.account import OneBotAccount
+from bridge.upstream.onebot.settings import OneBotSettings
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 
 log = logging.getLogger("bridge")

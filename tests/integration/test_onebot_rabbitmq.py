@@ -12,7 +12,7 @@ import pytest
 from bridge.bus.amqp import AmqpBus
 from bridge.core.routing import Names
 from bridge.service import Bridge, BridgeOptions
-from bridge.upstream.onebot.client import OneBotAccount
+from bridge.upstream.onebot.account import OneBotAccount
 from tests.fake_onebot import FakeOneBot
 from tests.onebot.conftest import onebot_settings
 

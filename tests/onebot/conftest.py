@@ -16,7 +16,8 @@ from bridge.bus.rpc import RpcClient
 from bridge.core import commands as c
 from bridge.core.routing import Names
 from bridge.service import Bridge, BridgeOptions
-from bridge.upstream.onebot.client import OneBotAccount, OneBotSettings
+from bridge.upstream.onebot.account import OneBotAccount
+from bridge.upstream.onebot.settings import OneBotSettings
 from tests.adapter.conftest import subscribe_all
 from tests.fake_onebot import FakeOneBot
 

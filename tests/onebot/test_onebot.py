@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.core import commands as c
-from bridge.upstream.onebot.client import OneBotAccount
+from bridge.upstream.onebot.account import OneBotAccount
 from tests.fake_onebot import SELF_ID, FakeOneBot, failed
 from tests.onebot.conftest import OB, onebot_settings
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from bridge.core.events import Scalar, Segment
 from bridge.core.model import Friend, Group, GroupMember, User
 from bridge.upstream.onebot.faces import FACE_IDS, FACES
-
-Json = Mapping[str, Any]
+from bridge.upstream.onebot.frames import OBFriend, OBGroup, OBLoginInfo, OBMember, seconds
 
 _CQ = re.compile(r"\[CQ:([a-zA-Z0-9_.-]+)((?:,[^,\]]*)*)\]")
 _FACE_TEXT = re.compile(r"\[([^\[\]]{1,8})\]")
@@ -147,70 +146,61 @@ def outgoing(content: str) -> list[dict[str, Any]]:
     return out
 
 
-def user_of(info: Json, extra: Json | None = None) -> User:
-    """The account from get_login_info (+ get_stranger_info of itself)."""
-    uid = as_int(info.get("user_id"))
-    extra = extra or {}
-    sex = as_str(extra.get("sex"))
+def user_of(info: OBLoginInfo, sex: str = "") -> User:
+    """The account from get_login_info (+ the sex of get_stranger_info of itself)."""
     return User(
-        id=uid,
-        uid=uid,
-        account=str(uid),
-        name=as_str(info.get("nickname")),
+        id=info.user_id,
+        uid=info.user_id,
+        account=str(info.user_id),
+        name=info.nickname,
         sex=sex if sex in ("male", "female") else "",
     )
 
 
-def friend_of(item: Json, category: str = "我的好友") -> Friend:
+def friend_of(item: OBFriend, category: str = "我的好友") -> Friend:
     """A friend from get_friend_list / get_friends_with_category (id and uid: the QQ number)."""
-    uid = as_int(item.get("user_id"))
-    remark = as_str(item.get("remark"))
-    nickname = as_str(item.get("nickname"))
+    remark = item.remark
     return Friend(
-        id=uid,
-        uid=uid,
-        name=nickname,
-        markname=remark if remark and remark != nickname else None,
+        id=item.user_id,
+        uid=item.user_id,
+        name=item.nickname,
+        markname=remark if remark and remark != item.nickname else None,
         category=category,
     )
 
 
-_ROLE = {"owner": "owner", "admin": "admin"}
+_ROLE: dict[str, Literal["owner", "admin", "member"]] = {"owner": "owner", "admin": "admin"}
 
 
-def member_of(item: Json) -> GroupMember:
+def member_of(item: OBMember) -> GroupMember:
     """A group member from get_group_member_list / get_group_member_info."""
-    uid = as_int(item.get("user_id"))
-    card = as_str(item.get("card"))
     return GroupMember(
-        id=uid,
-        uid=uid,
-        name=as_str(item.get("nickname")),
-        card=card or None,
-        role=_ROLE.get(as_str(item.get("role")), "member"),  # type: ignore[arg-type]
-        sex=as_str(item.get("sex")) if item.get("sex") in ("male", "female") else "",
-        province=as_str(item.get("area")),
-        join_time=as_int(item.get("join_time")),
-        last_speak_time=as_int(item.get("last_sent_time")),
+        id=item.user_id,
+        uid=item.user_id,
+        name=item.nickname,
+        card=item.card or None,
+        role=_ROLE.get(item.role, "member"),
+        sex=item.sex if item.sex in ("male", "female") else "",
+        province=item.area,
+        join_time=seconds(item.join_time),
+        last_speak_time=seconds(item.last_sent_time),
     )
 
 
-def group_of(item: Json, members: list[GroupMember] | None = None, self_id: int = 0) -> Group:
+def group_of(item: OBGroup, members: list[GroupMember] | None = None, self_id: int = 0) -> Group:
     """A group from get_group_list / get_group_info, with its members when loaded."""
-    gid = as_int(item.get("group_id"))
     members = members or []
     owner = next((m for m in members if m.role == "owner"), None)
     me = next((m for m in members if m.uid == self_id), None)
     role = {"owner": "create", "admin": "manage"}.get(me.role if me else "", "attend")
-    max_member = item.get("max_member_count")
     return Group(
-        id=gid,
-        uid=gid,
-        code=gid,
-        name=as_str(item.get("group_name")),
+        id=item.group_id,
+        uid=item.group_id,
+        code=item.group_id,
+        name=item.group_name,
         role=role,  # type: ignore[arg-type]
         owner_id=owner.id if owner else None,
         owner_uid=owner.uid if owner else None,
-        max_member=as_int(max_member) if max_member is not None else None,
+        max_member=item.max_member_count,
         member=members,
     )
