@@ -149,6 +149,9 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
                 path=settings.onebot_path,
                 action_timeout=settings.onebot_action_timeout,
                 risk_retcodes=tuple(settings.onebot_risk_retcodes),
+                self_id=settings.onebot_self_id,
+                lookup_timeout=settings.onebot_lookup_timeout,
+                input_status=settings.onebot_input_status,
             )
         )
     listen = parse_hostport(settings.sim_listen, "sim_listen")

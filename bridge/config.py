@@ -71,6 +71,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     onebot_path: str = "/onebot/v11/ws"
     onebot_action_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
     onebot_risk_retcodes: list[int] = msgspec.field(default_factory=list)
+    onebot_self_id: Annotated[int, msgspec.Meta(ge=0)] = 0
+    onebot_lookup_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 3.0
+    onebot_input_status: bool = False
     listen: str = "127.0.0.1:5000"
     access_token: str | None = None
     max_request_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
@@ -135,6 +138,9 @@ HELP: dict[str, str] = {
     "onebot_path": "path of the reverse WebSocket endpoint",
     "onebot_action_timeout": "seconds a OneBot action may take (a send that times out fails)",
     "onebot_risk_retcodes": "retcodes treated as risk control (风控), comma-separated",
+    "onebot_self_id": "QQ number served; 0: the first that logs in (others are refused)",
+    "onebot_lookup_timeout": "seconds an event waits for a lookup before it is published",
+    "onebot_input_status": "publish NapCat input_status (a friend typing) as notify",
     "listen": "host:port of the Openqq HTTP API (/openqq/*)",
     "access_token": "token the HTTP API requires (access_token param or Bearer header)",
     "max_request_bytes": "largest HTTP request body the API accepts",

@@ -38,6 +38,7 @@ from bridge.upstream.onebot.errors import (
     ConnectionLost,
     NotConnected,
     OneBotActionFailed,
+    WrongAccount,
 )
 from bridge.upstream.onebot.frames import (
     Frame,
@@ -83,6 +84,12 @@ class OneBotAccount:
         self._emit: Emit | None = None
         self._link: Link | None = None
         self._sent_ids: deque[int] = deque(maxlen=1000)
+        # Sends whose answer has not come yet, by conversation: a message_sent report of one
+        # of them may arrive first (NapCat reportSelfMessage) and must wait for that answer.
+        self._in_flight: dict[tuple[str, int], set[asyncio.Future[int]]] = {}
+        #: Whether QQ says the account is online (bot_offline, heartbeat status).
+        self.online = True
+        self._ran = False
         self._stopped = asyncio.Event()
         self._lifecycle: asyncio.Future[int] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -135,12 +142,14 @@ class OneBotAccount:
                 link = await self._unless_stopped(self.connector.next_link())
                 if link is None:
                     break
-                why = await self._session(link)
+                ended = await self._session(link)
                 if self._stopped.is_set():
                     break
                 await self._set_state("loading")
-                if why is not None:
-                    await self._unless_stopped(self.connector.pause(why))
+                if ended is not None:
+                    # Refused token, wrong account: only the user can fix these.
+                    why, needs_user = ended
+                    await self._unless_stopped(self.connector.pause(why, error=needs_user))
         finally:
             for t in list(self._tasks):
                 t.cancel()
@@ -161,41 +170,42 @@ class OneBotAccount:
             return None
         return task.result()
 
-    async def _session(self, link: Link) -> str | None:
-        """Serve one link; returns why it ended before ``running`` (None if it ran)."""
+    async def _session(self, link: Link) -> tuple[str, bool] | None:
+        """Serve one link; returns why it ended before ``running`` (None if it ran).
+
+        The flag says whether only the user can fix it (a token, an account).
+        """
         self._link = self.connector.current = link
         self.connections += 1
+        self.online, self._ran = True, False
         self._lifecycle = asyncio.get_running_loop().create_future()
         reader = self._spawn(link.read(self.counters), "onebot-read")
         watchdog = self._spawn(link.watchdog(), "onebot-watchdog")
         handler: asyncio.Task[None] | None = None
         why: str | None = "closed while loading the account"
+        needs_user = False
         try:
             await self._set_state("updating")
-            login = self._spawn(self._login(), "onebot-login")
-            await asyncio.wait({login, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not login.done():
-                login.cancel()
-                await asyncio.gather(login, return_exceptions=True)
-                return why
-            login.result()
-            handler = self._spawn(self._handle_events(link), "onebot-events")
-            _ = self._spawn(self._load_all_members(), "onebot-members")
-            await self._set_state("running")
-            self.connector.ran()
-            why = None
-            await self._send_event(ev.Login(params=(0,)))
-            log.info(
-                "OneBot account %s (%s) running: %d friends, %d groups",
-                self.self_id,
-                self.app_name or "unknown implementation",
-                len(self.book.friends),
-                len(self.book.groups),
-            )
+            if await self._logged_in(reader):
+                handler = self._spawn(self._handle_events(link), "onebot-events")
+                _ = self._spawn(self._load_all_members(), "onebot-members")
+                await self._set_state("running")
+                self.connector.ran()
+                why, self._ran = None, True
+                await self._send_event(ev.Login(params=(0,)))
+                log.info(
+                    "OneBot account %s (%s) running: %d friends, %d groups",
+                    self.self_id,
+                    self.app_name or "unknown implementation",
+                    len(self.book.friends),
+                    len(self.book.groups),
+                )
             await reader
-        except (*ACTION_ERRORS, BadFrame) as exc:
-            why = str(exc)
+        except (*ACTION_ERRORS, BadFrame, WrongAccount) as exc:
+            why, needs_user = str(exc), isinstance(exc, WrongAccount)
         finally:
+            if link.refused is not None:
+                why, needs_user = str(link.refused), True
             self._link = self.connector.current = None
             for t in (reader, watchdog, handler):
                 if t is not None:
@@ -207,7 +217,18 @@ class OneBotAccount:
             await link.close()
             if not self._stopped.is_set() and why is None:
                 log.warning("OneBot connection closed; reconnecting")
-        return why
+        return None if why is None else (why, needs_user)
+
+    async def _logged_in(self, reader: asyncio.Task[None]) -> bool:
+        """Log in; False when the link closed first (login errors are raised)."""
+        login = self._spawn(self._login(), "onebot-login")
+        await asyncio.wait({login, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if login.done():
+            login.result()
+            return True
+        login.cancel()
+        await asyncio.gather(login, return_exceptions=True)
+        return False
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -233,6 +254,16 @@ class OneBotAccount:
         except TimeoutError:
             log.info("no lifecycle connect event from OneBot; asking get_login_info")
         info = convert(await self.call("get_login_info"), OBLoginInfo)
+        pinned = self.connector.pinned
+        if pinned and info.user_id != pinned:
+            msg = (
+                f"it serves QQ {info.user_id}, but this bridge serves QQ {pinned}"
+                " (run one bridge account per QQ account)"
+            )
+            raise WrongAccount(msg)
+        self.connector.pinned = info.user_id
+        if self._link is not None:
+            self._link.pinned = info.user_id
         self.book.user = user_of(info)
         version = await self._optional("get_version_info")
         self.app_name = convert(version, OBVersion).app_name if version else ""
@@ -325,13 +356,18 @@ class OneBotAccount:
     async def _on_event(self, f: Frame) -> None:
         out: list[ev.Event] = []
         if isinstance(f, OBMessage):
-            if f.post_type == "message_sent" and f.message_id in self._sent_ids:
+            if f.post_type == "message_sent" and await self._is_own_send(f):
                 return  # our own send: the bridge already reported it
             event = inbound.message(f, self.book)
             out = [event] if event is not None else []
+        elif isinstance(f, OBMeta):
+            if f.status is not None and f.status.online is not None:
+                await self._set_online(f.status.online, "heartbeat status")
+        elif isinstance(f, OBNotice) and f.notice_type in ("bot_offline", "bot_online"):
+            await self._set_online(f.notice_type == "bot_online", f.notice_type)
         elif isinstance(f, OBNotice):
             lookup = inbound.lookup_for(f, self.book)
-            details = await self._optional(lookup[0], **lookup[1]) if lookup else None
+            details = await self._lookup(*lookup) if lookup else None
             out = inbound.notice(f, self.book, details)
         elif isinstance(f, OBRequest):
             out = inbound.request(f)
@@ -341,6 +377,49 @@ class OneBotAccount:
             await self._send_event(event)
             if isinstance(event, ev.NewGroup):
                 _ = self._spawn(self.ensure_members(event.params[0]), "onebot-members")
+
+    async def _lookup(self, action: str, params: dict[str, Any]) -> Any:
+        # Every later event waits for this one: bounded tightly, and on failure the event
+        # is published with what the frame said.
+        link = self._link
+        if link is None:
+            return None
+        try:
+            return await link.call(action, params, wait=self.settings.lookup_timeout)
+        except ACTION_ERRORS as exc:
+            log.info("OneBot %s gave no details (%s); publishing what is known", action, exc)
+            return None
+
+    async def _is_own_send(self, f: OBMessage) -> bool:
+        if f.message_id in self._sent_ids:
+            return True
+        waiting = self._in_flight.get(_conversation(f.message_type, f.group_id or f.target_id))
+        if not waiting:
+            return False
+        await asyncio.wait(set(waiting), timeout=self.settings.action_timeout)
+        return f.message_id in self._sent_ids
+
+    async def _set_online(self, online: bool, why: str) -> None:
+        if online == self.online:
+            return
+        self.online = online
+        if not self._ran:
+            return
+        if online:
+            log.warning("QQ account %s is online again (%s)", self.self_id, why)
+            await self._set_state("running")
+        else:
+            log.warning(
+                "QQ account %s is offline (%s); sends are refused until it is back",
+                self.self_id,
+                why,
+            )
+            await self._set_state("loading")
+
+    def _require_online(self) -> None:
+        if not self.online:
+            msg = f"QQ account {self.self_id} is offline (the implementation said so)"
+            raise NotConnected(msg)
 
     # --- actions -----------------------------------------------------------------------------
     async def call(self, action: str, **params: Any) -> Any:
@@ -356,7 +435,23 @@ class OneBotAccount:
         return exc.retcode in self.settings.risk_retcodes or any(w in text for w in RISK_WORDS)
 
     async def _send(self, action: str, target: int, content: str, **params: Any) -> SendOutcome:
+        self._require_online()
         now = int(time.time())
+        key = _conversation("group" if action == "send_group_msg" else "private", target)
+        answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._in_flight.setdefault(key, set()).add(answered)
+        try:
+            return await self._send_once(action, target, content, now, params)
+        finally:
+            answered.set_result(0)
+            waiting = self._in_flight.get(key, set())
+            waiting.discard(answered)
+            if not waiting:
+                self._in_flight.pop(key, None)
+
+    async def _send_once(
+        self, action: str, target: int, content: str, now: int, params: dict[str, Any]
+    ) -> SendOutcome:
         try:
             data = await self.call(action, message=outgoing(content), **params)
         except (ActionTimeout, ConnectionLost) as exc:
@@ -440,18 +535,27 @@ class OneBotAccount:
 
     async def kick(self, group: Group, members: Sequence[GroupMember]) -> None:
         """set_group_kick per member, or NapCat's set_group_kick_members for several."""
+        self._require_online()
         gid = group.uid or group.id
         uids = [m.uid if m.uid is not None else m.id for m in members]
         if len(uids) > 1 and "napcat" in self.app_name.lower():
-            await self.call(
-                "set_group_kick_members", group_id=gid, user_id=uids, reject_add_request=False
-            )
-            return
+            try:
+                await self.call(
+                    "set_group_kick_members", group_id=gid, user_id=uids, reject_add_request=False
+                )
+            except OneBotActionFailed as exc:
+                # Older NapCat builds lack the batch action: nothing was kicked, go one by one.
+                if exc.retcode != 1404:
+                    raise
+                log.info("set_group_kick_members unknown to this NapCat; kicking one by one")
+            else:
+                return
         for uid in uids:
             await self.call("set_group_kick", group_id=gid, user_id=uid, reject_add_request=False)
 
     async def shutup(self, group: Group, members: Sequence[GroupMember], seconds: int) -> None:
         """set_group_ban per member (seconds; 0 lifts the mute)."""
+        self._require_online()
         gid = group.uid or group.id
         for m in members:
             await self.call(
@@ -460,3 +564,7 @@ class OneBotAccount:
                 user_id=m.uid if m.uid is not None else m.id,
                 duration=seconds,
             )
+
+
+def _conversation(message_type: str, target: int) -> tuple[str, int]:
+    return ("group" if message_type == "group" else "private", target)

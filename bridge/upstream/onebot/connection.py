@@ -111,6 +111,8 @@ class Link:
         self.last_frame = time.monotonic()
         #: Why the implementation closed the link, when it said so (a refused token).
         self.refused: TokenRejected | None = None
+        #: The account's QQ number once known: event frames of another account are dropped.
+        self.pinned = 0
         self._pending: dict[str, asyncio.Future[OBReply]] = {}
         self._echo = itertools.count(1)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -120,17 +122,23 @@ class Link:
         """True once the socket is closed."""
         return self.ws.closed
 
-    async def call(self, action: str, params: dict[str, Any]) -> Any:
-        """Run an action and return its ``data``; raises on failure, timeout or a lost link."""
+    async def call(self, action: str, params: dict[str, Any], wait: float | None = None) -> Any:
+        """Run an action and return its ``data``; raises on failure, timeout or a lost link.
+
+        ``wait``: seconds to wait for the answer (default: the action timeout).
+        """
         if self.ws.closed:
             msg = "not connected to OneBot"
             raise NotConnected(msg)
         echo = str(next(self._echo))
         fut: asyncio.Future[OBReply] = asyncio.get_running_loop().create_future()
         self._pending[echo] = fut
-        timeout = self.settings.action_timeout
+        timeout = wait or self.settings.action_timeout
         try:
-            await self.ws.send_bytes(encode({"action": action, "params": params, "echo": echo}))
+            # Text frames: go-cqhttp and its descendants ignore binary ones.
+            await self.ws.send_str(
+                encode({"action": action, "params": params, "echo": echo}).decode()
+            )
             async with asyncio.timeout(timeout):
                 reply = await fut
         except TimeoutError as exc:
@@ -155,24 +163,35 @@ class Link:
             self.last_frame = time.monotonic()
             try:
                 obj = decode_frame(msg.data)
-                if "echo" in obj and "post_type" not in obj:
+                if "post_type" not in obj and ("echo" in obj or "retcode" in obj):
                     self._answer(convert(obj, OBReply))
                     continue
                 frame = parse_event(obj)
             except BadFrame as exc:
                 counters.bad(str(exc))
                 continue
+            if self.pinned and frame.self_id and frame.self_id != self.pinned:
+                counters.bad(f"an event of QQ {frame.self_id}, not of {self.pinned}")
+                continue
             if isinstance(frame, OBMeta):
                 if frame.meta_event_type == "heartbeat" and frame.interval > 0:
                     self.heartbeat_ms = frame.interval
                 self.on_meta(frame)
-                continue
+                # Whether the account is online is an event in order with the others.
+                if frame.status is None or frame.status.online is None:
+                    continue
             await self.events.put(frame)
 
     def _answer(self, reply: OBReply) -> None:
-        fut = self._pending.get(str(reply.echo))
+        fut = self._pending.get(str(reply.echo)) if reply.echo is not None else None
         if fut is not None and not fut.done():
             fut.set_result(reply)
+            return
+        wording = reply.wording or reply.message or reply.msg
+        # NapCat and LLOneBot accept the socket with a wrong token, then say so in a frame
+        # that answers no action, and close.
+        if reply.retcode in TOKEN_RETCODES or any(w in wording.lower() for w in TOKEN_WORDS):
+            self.refused = TokenRejected(token_hint(f"retcode {reply.retcode}: {wording}"))
 
     async def watchdog(self) -> None:
         """Close the link when it stays silent for ``heartbeat_misses`` announced intervals."""
@@ -235,6 +254,8 @@ class Connector:
         self.current: Link | None = None
         #: Where the reverse WebSocket server listens, once it does.
         self.bound: tuple[str, int] | None = None
+        #: The QQ number served: the setting, else the first account that logged in.
+        self.pinned = settings.self_id
 
     async def start(self) -> None:
         """In reverse mode, start listening."""
@@ -277,10 +298,15 @@ class Connector:
                 )
                 await asyncio.sleep(delay)
 
-    async def pause(self, why: str) -> None:
-        """Back off after a link that ended before ``running``."""
+    async def pause(self, why: str, *, error: bool = False) -> None:
+        """Back off after a link that ended before ``running`` (``error``: logged as one)."""
         delay = self.backoff.next_delay()
-        log.warning("OneBot connection ended before running (%s); retrying in %.1fs", why, delay)
+        log.log(
+            logging.ERROR if error else logging.WARNING,
+            "OneBot connection ended before running: %s; retrying in %.1fs",
+            why,
+            delay,
+        )
         await asyncio.sleep(delay)
 
     async def _dial(self) -> Link:
@@ -306,7 +332,9 @@ class Connector:
             await session.close()
             msg = f"cannot connect: {str(exc) or type(exc).__name__}"
             raise ConnectFailed(msg) from exc
-        return Link(ws, self.settings, self.on_meta, session=session)
+        link = Link(ws, self.settings, self.on_meta, session=session)
+        link.pinned = self.pinned
+        return link
 
     # --- reverse WebSocket -------------------------------------------------------------------
     def _token_ok(self, request: web.Request) -> bool:
@@ -335,12 +363,22 @@ class Connector:
         self_id = request.headers.get("X-Self-ID", "")
         if not self_id.isdigit():
             return web.Response(status=400, text="X-Self-ID missing")
+        if self.pinned and int(self_id) != self.pinned:
+            log.error(
+                "OneBot connection from %s for QQ %s refused: this bridge serves QQ %s"
+                " (run one bridge account per QQ account)",
+                request.remote,
+                self_id,
+                self.pinned,
+            )
+            return web.Response(status=403, text=f"this endpoint serves QQ {self.pinned}")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 << 20)
         await ws.prepare(request)
         if self.current is not None:
             log.warning("a new OneBot connection replaces the current one")
             await self.current.ws.close()
         link = Link(ws, self.settings, self.on_meta, self_id=int(self_id))
+        link.pinned = self.pinned
         await self._incoming.put(link)
         await link.done
         return ws

@@ -35,6 +35,10 @@ class TokenRejected(ConnectFailed):
     """The implementation refused the access token (HTTP 401/403, or a retcode 1403 frame)."""
 
 
+class WrongAccount(ConnectFailed):
+    """The implementation logged in another QQ account than the one this bridge serves."""
+
+
 class BadFrame(BridgeError, ValueError):
     """A frame that is not a OneBot frame (not JSON, nested too deep, wrong field types)."""
 

@@ -22,5 +22,12 @@ class OneBotSettings:
     #: Back-off between connections that failed before running: first wait, and the cap.
     reconnect_first: float = 0.5
     reconnect_max: float = 30.0
+    #: Seconds a lookup an event waits for (a new member's card) before it is published
+    #: with what is known: lookups hold up every later event, so they are kept short.
+    lookup_timeout: float = 3.0
+    #: The QQ number this bridge serves; 0: the first one that logs in (then pinned).
+    self_id: int = 0
+    #: Publish NapCat's input_status notices (a friend typing: one per keystroke).
+    input_status: bool = False
     member_concurrency: int = 2
     risk_retcodes: tuple[int, ...] = ()
