@@ -135,14 +135,7 @@ async def test_offline_and_online_follow_notices_and_heartbeats(ob: OB):
         return lambda b: b.get("event") == "state_change" and b["params"] == [old, new]
 
     group = Group(id=67890, uid=67890, name="PERL学习交流")
-    await ob.fake.push({"post_type": "notice", "notice_type": "bot_offline", "user_id": SELF_ID})
-    await ob.event(change("running", "loading"))
-    with pytest.raises(NotConnected):
-        await ob.account.send_group(group, "x")
-    await ob.fake.push(
-        {"post_type": "meta_event", "meta_event_type": "heartbeat", "status": {"online": True}}
-    )
-    await ob.event(change("loading", "running"))
+    # go-cqhttp and NapCat: heartbeats say online false, then true again.
     await ob.fake.push(
         {
             "post_type": "meta_event",
@@ -152,9 +145,25 @@ async def test_offline_and_online_follow_notices_and_heartbeats(ob: OB):
         }
     )
     await ob.event(change("running", "loading"))
-    # Lagrange says it with a notice.
-    await ob.fake.push({"post_type": "notice", "notice_type": "bot_online", "reason": "login"})
+    with pytest.raises(NotConnected):
+        await ob.account.send_group(group, "x")
+    await ob.fake.push(
+        {"post_type": "meta_event", "meta_event_type": "heartbeat", "status": {"online": True}}
+    )
     await ob.event(change("loading", "running"))
+    # NapCat and Lagrange: a bot_offline notice; Lagrange's heartbeats still say online
+    # (they do not undo it), its bot_online notice does.
+    await ob.fake.push({"post_type": "notice", "notice_type": "bot_offline", "tag": "被挤下线"})
+    await ob.event(change("running", "loading"))
+    await ob.fake.push(
+        {"post_type": "meta_event", "meta_event_type": "heartbeat", "status": {"online": True}}
+    )
+    await ob.fake.push(group_msg("marker"))
+    await ob.event(lambda b: b.get("post_type") == "receive_message")
+    assert ob.account.state == "loading"
+    await ob.fake.push({"post_type": "notice", "notice_type": "bot_online", "reason": "Login"})
+    await ob.event(change("loading", "running"))
+    assert ob.account.state == "running"
     assert (await ob.account.send_group(group, "back")).code == 0
 
 

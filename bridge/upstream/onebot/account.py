@@ -89,6 +89,7 @@ class OneBotAccount:
         self._in_flight: dict[tuple[str, int], set[asyncio.Future[int]]] = {}
         #: Whether QQ says the account is online (bot_offline, heartbeat status).
         self.online = True
+        self._offline_by: str | None = None
         self._ran = False
         self._stopped = asyncio.Event()
         self._lifecycle: asyncio.Future[int] | None = None
@@ -177,7 +178,7 @@ class OneBotAccount:
         """
         self._link = self.connector.current = link
         self.connections += 1
-        self.online, self._ran = True, False
+        self.online, self._offline_by, self._ran = True, None, False
         self._lifecycle = asyncio.get_running_loop().create_future()
         reader = self._spawn(link.read(self.counters), "onebot-read")
         watchdog = self._spawn(link.watchdog(), "onebot-watchdog")
@@ -362,9 +363,9 @@ class OneBotAccount:
             out = [event] if event is not None else []
         elif isinstance(f, OBMeta):
             if f.status is not None and f.status.online is not None:
-                await self._set_online(f.status.online, "heartbeat status")
+                await self._set_online(f.status.online, "heartbeat")
         elif isinstance(f, OBNotice) and f.notice_type in ("bot_offline", "bot_online"):
-            await self._set_online(f.notice_type == "bot_online", f.notice_type)
+            await self._set_online(f.notice_type == "bot_online", "notice")
         elif isinstance(f, OBNotice):
             lookup = inbound.lookup_for(f, self.book)
             details = await self._lookup(*lookup) if lookup else None
@@ -400,9 +401,14 @@ class OneBotAccount:
         return f.message_id in self._sent_ids
 
     async def _set_online(self, online: bool, why: str) -> None:
+        # Lagrange's heartbeats say online:true after its bot_offline notice: a heartbeat
+        # only undoes an offline that a heartbeat reported, a notice the notice's.
+        if online and self._offline_by not in (None, why):
+            return
         if online == self.online:
             return
         self.online = online
+        self._offline_by = None if online else why
         if not self._ran:
             return
         if online:
