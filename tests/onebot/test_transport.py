@@ -239,3 +239,25 @@ async def test_batch_kick_falls_back_to_one_by_one(ob: OB):
     first = await ob.fake.next_action("set_group_kick")
     second = await ob.fake.next_action("set_group_kick")
     assert [first["params"]["user_id"], second["params"]["user_id"]] == [88888, 456789]
+
+
+# [8] Lagrange (IgnoreSelf=false) reports the account's messages as post_type "message".
+async def test_lagrange_own_messages_are_sent_messages_never_received(ob: OB):
+    reply = await ob.call(c.SendGroupMessage(uid=67890, content="mine"))
+    await ob.event(lambda b: b.get("post_type") == "send_message" and b["content"] == "mine")
+    own = {"user_id": SELF_ID, "sender": {"user_id": SELF_ID, "nickname": "小灰"}}
+    await ob.fake.push({**group_msg("mine"), **own, "message_id": reply["id"]})
+    await ob.fake.push({**group_msg("from phone"), **own, "message_id": 4243})
+    await ob.fake.push(group_msg("marker"))
+    seen = []
+    async with asyncio.timeout(5):
+        while True:
+            b = msgspec.json.decode((await ob.events.get()).body)
+            if b.get("post_type") in ("send_message", "receive_message"):
+                seen.append((b["post_type"], b["content"], b.get("source")))
+            if b.get("content") == "marker":
+                break
+    assert seen == [
+        ("send_message", "from phone", "outer"),
+        ("receive_message", "marker", None),
+    ]

@@ -347,6 +347,8 @@ class OneBotAccount:
             frame = await link.events.get()
             try:
                 await self._on_event(frame)
+            except BadFrame as exc:
+                self.counters.bad(f"{inbound.brief(frame)}: {exc}")
             except ACTION_ERRORS as exc:
                 log.warning(
                     "OneBot %s event handled without details: %s", inbound.brief(frame), exc
@@ -357,7 +359,7 @@ class OneBotAccount:
     async def _on_event(self, f: Frame) -> None:
         out: list[ev.Event] = []
         if isinstance(f, OBMessage):
-            if f.post_type == "message_sent" and await self._is_own_send(f):
+            if inbound.is_own(f, self.book) and await self._is_own_send(f):
                 return  # our own send: the bridge already reported it
             event = inbound.message(f, self.book)
             out = [event] if event is not None else []
@@ -369,7 +371,7 @@ class OneBotAccount:
         elif isinstance(f, OBNotice):
             lookup = inbound.lookup_for(f, self.book)
             details = await self._lookup(*lookup) if lookup else None
-            out = inbound.notice(f, self.book, details)
+            out = inbound.notice(f, self.book, details, input_status=self.settings.input_status)
         elif isinstance(f, OBRequest):
             out = inbound.request(f)
         else:
@@ -550,8 +552,8 @@ class OneBotAccount:
                     "set_group_kick_members", group_id=gid, user_id=uids, reject_add_request=False
                 )
             except OneBotActionFailed as exc:
-                # Older NapCat builds lack the batch action: nothing was kicked, go one by one.
-                if exc.retcode != 1404:
+                # A NapCat without the batch action (1404; 404 elsewhere): nothing was kicked.
+                if exc.retcode not in (404, 1404):
                     raise
                 log.info("set_group_kick_members unknown to this NapCat; kicking one by one")
             else:

@@ -184,9 +184,12 @@ class OBNotice(OBHeader, kw_only=True):
     file: dict[str, Any] = msgspec.field(default_factory=dict)
     event_type: int | None = None
     likes: list[Any] = msgspec.field(default_factory=list)
-    code: str | int = ""
+    code: str = ""
     is_add: bool | None = None
     times: int = 0
+    operator_nick: str = ""
+    status_text: str = ""
+    share_link: str = ""
 
 
 class OBRequest(OBHeader, kw_only=True):

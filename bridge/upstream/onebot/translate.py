@@ -1,8 +1,9 @@
 """Pure conversions between OneBot v11 data and the Openqq model (no I/O).
 
-OneBot numbers may arrive as JSON numbers or strings depending on the implementation; every
-reader here accepts both. Message content becomes the Openqq text form (``[图片]``, ``[表情]``,
-``@name``, faces by name) and the original segments are kept, so nothing is lost.
+Message content becomes the Openqq text form (``[图片]``, ``[表情]``, ``@name``, faces by
+name) and the original segments are kept, so nothing is lost. Segment data is kept as the
+CQ-string format carries it (text; nested data as JSON), so the array and the string format
+of one message give the same segments.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
+
+import msgspec
 
 from bridge.core.events import Scalar, Segment
 from bridge.core.model import Friend, Group, GroupMember, User
@@ -74,12 +77,30 @@ def parse_cq(message: str) -> list[Segment]:
         data: dict[str, Scalar] = {}
         for part in filter(None, m.group(2).split(",")):
             key, _, value = part.partition("=")
-            data[key] = _cq_unescape(value, in_param=True)
+            if value:
+                data[key] = _cq_unescape(value, in_param=True)
         segments.append(Segment(type=m.group(1), data=data))
         pos = m.end()
     if pos < len(message):
         segments.append(Segment(type="text", data={"text": _cq_unescape(message[pos:])}))
     return segments
+
+
+def data_value(value: Any) -> str | None:
+    """A segment data value as the CQ-string format writes it: text, nested data as JSON.
+
+    Both formats of one message then give the same segments: numbers and booleans become
+    their JSON text, ``null`` and "" count as absent (None: CQ codes cannot tell them apart),
+    objects and lists stay JSON.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        return msgspec.json.encode(value).decode()
+    except (RecursionError, TypeError):
+        return ""
 
 
 def segments_of(message: Any) -> list[Segment]:
@@ -96,9 +117,9 @@ def segments_of(message: Any) -> list[Segment]:
         clean: dict[str, Scalar] = {}
         if isinstance(data, Mapping):
             for k, v in data.items():
-                clean[str(k)] = (
-                    v if isinstance(v, str | int | float | bool) or v is None else str(v)
-                )
+                text = data_value(v)
+                if text is not None:
+                    clean[str(k)] = text
         out.append(Segment(type=as_str(seg.get("type")) or "unknown", data=clean))
     return out
 
