@@ -464,13 +464,8 @@ class OneBotAccount:
             data = await self.call(action, message=outgoing(content), **params)
         except (ActionTimeout, ConnectionLost) as exc:
             # The action left: QQ may have delivered it, so it is reported, never retried.
-            return SendOutcome(
-                code=-3,
-                info=f"{exc}; it may have been delivered, so it is not retried",
-                msg_id=0,
-                time=now,
-                content=content,
-            )
+            info = f"{exc}; it may have been delivered, so it is not retried"
+            return SendOutcome(code=-3, info=info, msg_id=0, time=now, content=content)
         except OneBotActionFailed as exc:
             if self._is_risk(exc):
                 log.warning(
@@ -483,13 +478,8 @@ class OneBotAccount:
                 await self._send_event(
                     ev.RiskControl(params=(action, exc.retcode, exc.wording, target))
                 )
-            return SendOutcome(
-                code=-5,
-                info=f"retcode {exc.retcode}: {exc.wording or 'failed'}",
-                msg_id=0,
-                time=now,
-                content=content,
-            )
+            info = f"retcode {exc.retcode}: {exc.wording or 'failed'}"
+            return SendOutcome(code=-5, info=info, msg_id=0, time=now, content=content)
         mid = items([data], OBSent)[0].message_id if isinstance(data, dict) else 0
         self._sent_ids.append(mid)
         return SendOutcome(code=0, info="发送正常", msg_id=mid, time=now, content=content)

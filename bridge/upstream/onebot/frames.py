@@ -81,6 +81,9 @@ def convert(obj: Any, kind: type[T]) -> T:
     except msgspec.ValidationError as exc:
         msg = f"not a valid {kind.__name__}: {exc}"
         raise BadFrame(msg) from None
+    except RecursionError:
+        msg = f"not a valid {kind.__name__}: nested too deeply"
+        raise BadFrame(msg) from None
 
 
 def seconds(t: int) -> int:

@@ -56,6 +56,8 @@ def brief(frame: OBHeader) -> str:
     return "/".join(p for p in parts if p) or "unknown"
 
 
+#: What a message the account sent from elsewhere (the phone, another client) reports.
+_OUTER: dict[str, Any] = {"code": 0, "info": "来自其他设备", "msg": "发送成功", "source": "outer"}
 #: NapCat's group number for a temporary chat whose group it does not know: not a group.
 UNKNOWN_TEMP_GROUP = 284840486
 
@@ -98,10 +100,7 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
             return ev.SentGroupMessage(
                 **common,
                 content=content,
-                code=0,
-                info="来自其他设备",
-                msg="发送成功",
-                source="outer",
+                **_OUTER,
                 sender=book.member(group, me.uid or 0).card or me.name,
                 sender_id=me.id,
                 sender_uid=me.uid,
@@ -137,10 +136,7 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
         return ev.SentFriendMessage(
             **common,
             content=content,
-            code=0,
-            info="来自其他设备",
-            msg="发送成功",
-            source="outer",
+            **_OUTER,
             sender=me.name,
             sender_id=me.id,
             sender_uid=me.uid,
