@@ -54,12 +54,15 @@ class FakeOneBot:
         text_only: bool = True,
         token_style: str = "http",
         sent_before_answer: bool = False,
+        token_frame: dict[str, Any] | None = None,
     ) -> None:
         self.token = token
         self.self_id = self_id
         self.text_only = text_only
         self.token_style = token_style
         self.sent_before_answer = sent_before_answer
+        #: The refusal frame of token_style "frame" (default: NapCat's).
+        self.token_frame = token_frame or {**failed(1403, "token验证失败"), "echo": None}
         self.binary_frames = 0
         self.app_name = app_name
         self.categories = categories
@@ -159,8 +162,7 @@ class FakeOneBot:
                 # NapCat OB11WebSocketServerAdapter / LLOneBot: accept, say why, close.
                 ws = web.WebSocketResponse()
                 await ws.prepare(request)
-                refusal = failed(1403, "token验证失败")
-                await ws.send_str(msgspec.json.encode({**refusal, "echo": None}).decode())
+                await ws.send_str(msgspec.json.encode(self.token_frame).decode())
                 await ws.close()
                 return ws
             status = 401 if "Authorization" not in request.headers else 403

@@ -21,6 +21,7 @@ from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.errors import NotConnected
 from tests.fake_onebot import SELF_ID, FakeOneBot, failed
 from tests.onebot.conftest import OB, onebot_settings
+from tests.onebot.test_inbound_fixtures import FIXTURES
 from tests.onebot.test_onebot import group_msg
 
 
@@ -94,9 +95,17 @@ async def test_a_session_failing_while_loading_backs_off(aiohttp_server):
     assert account.state == "stop"
 
 
-# [4] NapCat/LLOneBot: a wrong token is a retcode 1403 frame, then close.
-async def test_a_token_refused_in_a_frame_is_reported_and_backed_off(aiohttp_server, caplog):
-    fake = FakeOneBot(token="t0k", token_style="frame")
+def fixture_frame(stem: str, name: str) -> dict[str, Any]:
+    cases = msgspec.json.decode((FIXTURES / f"{stem}.json").read_bytes())
+    frame: dict[str, Any] = next(c["frame"] for c in cases if c["name"] == name)
+    return frame
+
+
+# [4] NapCat/LLOneBot: a wrong token is a retcode 1403 frame (with or without echo), then close.
+@pytest.mark.parametrize("stem", ["napcat", "llonebot"])
+async def test_a_token_refused_in_a_frame_is_reported_and_backed_off(aiohttp_server, caplog, stem):
+    refusal = fixture_frame(stem, "token_rejected")
+    fake = FakeOneBot(token="t0k", token_style="frame", token_frame=refusal)
     server = await aiohttp_server(fake.app())
     account = OneBotAccount(
         onebot_settings(ws_url(server), token="wrong", reconnect_first=0.2, reconnect_max=0.4)
