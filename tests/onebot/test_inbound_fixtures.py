@@ -294,3 +294,21 @@ def test_token_refusal_frames_are_answers_with_1403(stem: str):  # [4]
     frame = _case(stem, "token_rejected")["frame"]
     reply = convert(decode_frame(msgspec.json.encode(frame)), OBReply)
     assert (reply.retcode, reply.wording) == (1403, "token验证失败")
+
+
+ID_FIELDS = ("user_id", "group_id", "message_id", "self_id", "target_id", "operator_id", "time")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in event_cases() if c[1]["frame"]["post_type"] in ("message", "notice")],
+    ids=case_id,
+)
+def test_ids_as_strings_translate_as_numbers(case: tuple[str, dict[str, Any]]):
+    frame = case[1]["frame"]
+    as_strings = {
+        k: str(v) if k in ID_FIELDS and isinstance(v, int) else v for k, v in frame.items()
+    }
+    assert msgspec.json.encode(translate(as_strings, book())) == msgspec.json.encode(
+        translate(frame, book())
+    )
