@@ -1,7 +1,9 @@
 """The ``openqq-bridge`` command: argument parsing, logging, settings, process wiring.
 
-Exit codes: 0 clean stop; 2 bad settings or arguments; 3 broker unreachable; 4 another
-bridge already runs for the account; 1 anything unexpected (with a traceback in the log).
+Exit codes: 0 clean stop; 2 bad settings or arguments, including an AMQP_URL whose login or
+virtual host the broker refuses (at once: retrying cannot help); 3 broker unreachable after
+``connect_retry_seconds``; 4 another bridge already runs for the account; 1 anything
+unexpected (with a traceback in the log).
 """
 
 from __future__ import annotations
@@ -9,22 +11,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from bridge import __version__
-from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter
+from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
-from bridge.bus.topology import declare_exchanges
+from bridge.bus.topology import declare_account, declare_exchanges
 from bridge.clientfiles import ClientFiles
-from bridge.config import HELP, Settings, env_name, load_settings, parse_hostport
+from bridge.config import (
+    HELP,
+    Settings,
+    allowed_range,
+    env_name,
+    load_settings,
+    parse_hostport,
+    unknown_variables,
+)
 from bridge.core.ports import Upstream
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import Bridge
 from bridge.showmsg import show
 from bridge.store import DoneStore
 from bridge.upstream.onebot.account import OneBotAccount
@@ -47,6 +58,8 @@ commands:
            embedded in-memory bus: works on a fresh machine with nothing else
   bridge   the bridge alone, on RabbitMQ (AMQP_URL required); one process per account
   adapter  the Openqq HTTP API alone, on RabbitMQ (AMQP_URL required); run any number
+  declare  declare the namespace's exchanges and the account's command and dead-letter
+           queues on RabbitMQ, then exit (commands sent before the bridge first runs wait)
   schemas  write (or --check) the JSON Schemas, AsyncAPI and OpenAPI documents
 """
 
@@ -56,6 +69,8 @@ def _settings_help() -> str:
     for field, text in HELP.items():
         default = getattr(Settings(), field)
         shown = "" if default in (None, "") else f" [default: {default}]"
+        limits = allowed_range(field)
+        shown += f" [range: {limits}]" if limits else ""
         lines.append(f"  {field:<24} {env_name(field)}\n      {text}{shown}")
     return "\n".join(lines)
 
@@ -83,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "bridge and HTTP API in one process (embedded bus without AMQP_URL)"),
         ("bridge", "the bridge alone, on RabbitMQ"),
         ("adapter", "the Openqq HTTP API alone, on RabbitMQ"),
+        ("declare", "declare the exchanges and the account's queues on RabbitMQ, then exit"),
     ):
         sub.add_parser(
             name,
@@ -110,6 +126,8 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("aio_pika").setLevel(max(logging.ERROR, logging.getLogger().level))
     logging.getLogger("aio_pika.tools").setLevel(logging.CRITICAL)
     logging.getLogger("aiormq").setLevel(max(logging.ERROR, logging.getLogger().level))
+    # aiormq logs every failed connect attempt at ERROR; the bus logs one line per retry.
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,9 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.schemagen import main as schemas_main
 
         return schemas_main(args.out, check=args.check)
+    # Before the settings load: a misspelled variable may be why they are wrong.
+    for warning in unknown_variables():
+        print(f"openqq-bridge: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(getattr(args, "config", None))
-        if args.cmd in ("bridge", "adapter") and not settings.amqp_url:
+        if args.cmd in ("bridge", "adapter", "declare") and not settings.amqp_url:
             msg = (
                 f"setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge {args.cmd}`;"
                 " `openqq-bridge run` uses the embedded bus"
@@ -169,50 +190,6 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
     )
 
 
-def bridge_options(settings: Settings, upstream: Upstream) -> BridgeOptions:
-    """Bridge options from settings, with the upstream's default send pacing."""
-    default_global, default_target = upstream.default_pacing
-    return BridgeOptions(
-        account=settings.account,
-        queue_type=settings.queue_type,
-        prefetch=settings.prefetch,
-        event_buffer=settings.event_buffer,
-        buffer_wait=settings.buffer_wait,
-        ready_wait=settings.ready_wait,
-        send_interval=(
-            default_global if settings.send_interval is None else settings.send_interval
-        ),
-        send_interval_per_target=(
-            default_target
-            if settings.send_interval_per_target is None
-            else settings.send_interval_per_target
-        ),
-        log_level=settings.log_level,
-    )
-
-
-def adapter_options(settings: Settings) -> AdapterOptions:
-    """HTTP adapter options from settings."""
-    return AdapterOptions(
-        account=settings.account,
-        listen=parse_hostport(settings.listen, "listen"),
-        access_token=settings.access_token,
-        max_request_bytes=settings.max_request_bytes,
-        rpc_timeout=settings.rpc_timeout,
-        shutup_unit=settings.shutup_unit,
-        check_event_size=settings.check_event_list_max_size,
-        check_event_timeout=settings.check_event_timeout,
-        post_api=settings.post_api,
-        post_event=settings.post_event,
-        post_event_list=tuple(settings.post_event_list),
-        post_stdout=settings.post_stdout,
-        post_api_retry_seconds=settings.post_api_retry_seconds,
-        post_api_timeout=settings.post_api_timeout,
-        poll_api=settings.poll_api,
-        poll_interval=settings.poll_interval,
-    )
-
-
 async def _connect(settings: Settings, role: str) -> Bus:
     if not settings.amqp_url:
         log.info("AMQP_URL unset: using the embedded in-memory bus")
@@ -230,6 +207,8 @@ async def serve(settings: Settings, role: str = "run") -> int:
     try:
         if role == "adapter":
             await _serve_adapter(settings)
+        elif role == "declare":
+            await _declare(settings)
         else:
             return await _serve_bridge(settings, with_adapter=role == "run")
     except BrokerUnavailable as exc:
@@ -241,15 +220,43 @@ async def serve(settings: Settings, role: str = "run") -> int:
     return 0
 
 
+async def _declare(settings: Settings) -> None:
+    bus = await _connect(settings, "declare")
+    try:
+        names = Names(settings.namespace)
+        await declare_account(bus, names, settings.account, settings.queue_type)
+        log.info(
+            "declared %s, %s, %s and the queues of account %s",
+            names.events,
+            names.commands,
+            names.dead,
+            settings.account,
+        )
+    finally:
+        await bus.close()
+
+
 def _on_signals(stop: Callable[[], None]) -> None:
+    """The first SIGINT/SIGTERM stops gracefully (bounded); a second one exits at once."""
     loop = asyncio.get_running_loop()
+    first: list[signal.Signals] = []
+
+    def handler(sig: signal.Signals) -> None:
+        if first:
+            log.warning("second %s: exiting now, without finishing the stop", sig.name)
+            # A person pressing Ctrl-C twice wants out; the pid lock dies with the process.
+            os._exit(128 + sig)
+        first.append(sig)
+        log.info("%s: stopping (send it again to exit at once)", sig.name)
+        stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, handler, sig)
 
 
 async def _serve_adapter(settings: Settings) -> None:
     bus = await _connect(settings, "adapter")
-    adapter = OpenqqAdapter(bus, Names(settings.namespace), adapter_options(settings))
+    adapter = OpenqqAdapter(bus, Names(settings.namespace), settings)
     stop = asyncio.Event()
     _on_signals(stop.set)
     try:
@@ -286,7 +293,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             bus,
             names,
             upstream,
-            bridge_options(settings, upstream),
+            settings,
             store=store,
             files=files,
             show=show if settings.show_message else None,
@@ -295,10 +302,13 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.
             adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
-            adapter = OpenqqAdapter(adapter_bus, names, adapter_options(settings))
+            adapter = OpenqqAdapter(adapter_bus, names, settings)
             await declare_exchanges(bus, names)
             await adapter.start()
         await bridge.run()
+        if adapter is not None and adapter.forwarder is not None:
+            # The original posts state_change [running, stop] and stop before it exits.
+            await adapter.forwarder.drain(bridge.stop_reports)
         log.info("stopped")
     finally:
         if adapter is not None:

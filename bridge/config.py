@@ -1,94 +1,239 @@
 """Settings: defaults, then a TOML file (``--config``), then environment variables (env wins).
 
-Every setting has an environment variable ``OPENQQ_<NAME>`` (``AMQP_URL`` for the broker).
-Values are validated at start; an error names the setting and where it came from, in one
-line. Secrets (the AMQP password) are never logged: use :func:`bridge.bus.amqp.redact`.
+Each setting is declared once, as a field of :class:`Settings` with its help text in its
+``Meta(description=...)``: ``--help``, the README check and every component read that one
+declaration, under that one name. Every setting has an environment variable
+``OPENQQ_<NAME>`` (``AMQP_URL`` for the broker). Values are validated at start; an error
+names the setting and where it came from, in one line. Secrets (the AMQP password) are never
+logged: use :func:`bridge.bus.amqp.redact`.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import msgspec
+from msgspec import Meta
 
-from bridge.core.events import EVENT_TYPES
+from bridge.core.events import DEFAULT_EVENTS, EVENT_NAMES
 from bridge.core.routing import valid_name
 from bridge.errors import ConfigError
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-EVENT_NAMES = tuple(k.split(".", 1)[1] for k in EVENT_TYPES if k.startswith("event."))
-#: The original's default post_event_list.
-DEFAULT_EVENTS = (
-    "login",
-    "stop",
-    "state_change",
-    "input_qrcode",
-    "new_group",
-    "new_friend",
-    "new_group_member",
-    "lose_group",
-    "lose_friend",
-    "lose_group_member",
-)
-Seconds = Annotated[float, msgspec.Meta(ge=0)]
+#: Pauses between sends; None: the upstream's default.
+Interval = Annotated[float, Meta(ge=0, le=3600)]
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Every setting of openqq-bridge (see ``openqq-bridge --help``)."""
 
-    account: str = "default"
-    namespace: str = "openqq"
-    amqp_url: str | None = None
-    upstream: Literal["sim", "onebot"] = "sim"
-    queue_type: Literal["classic", "quorum"] = "classic"
-    prefetch: PositiveInt = 64
-    connect_retry_seconds: Seconds = 30.0
-    event_buffer: PositiveInt = 10_000
-    buffer_wait: Seconds = 5.0
-    ready_wait: Seconds = 30.0
-    send_interval: Seconds | None = None
-    send_interval_per_target: Seconds | None = None
-    tmpdir: str = ""
-    show_message: bool = True
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    idempotency_hours: Annotated[float, msgspec.Meta(gt=0)] = 168.0
-    sim_listen: str = "127.0.0.1:5001"
-    sim_login_delay: Seconds = 0.2
-    sim_friends: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
-    sim_groups: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
-    sim_members: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
-    sim_load_rate: Seconds = 0.0
-    sim_load_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    onebot_url: str = "ws://127.0.0.1:3001"
-    onebot_token: str | None = None
-    onebot_mode: Literal["forward", "reverse"] = "forward"
-    onebot_listen: str = "127.0.0.1:8080"
-    onebot_path: str = "/onebot/v11/ws"
-    onebot_action_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
-    onebot_risk_retcodes: list[int] = msgspec.field(default_factory=list)
-    onebot_self_id: Annotated[int, msgspec.Meta(ge=0)] = 0
-    onebot_lookup_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 3.0
-    onebot_input_status: bool = False
-    listen: str = "127.0.0.1:5000"
-    access_token: str | None = None
-    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
-    rpc_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    shutup_unit: Literal["seconds", "minutes"] = "seconds"
-    check_event_list_max_size: PositiveInt = 20
-    check_event_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    post_api: str | None = None
-    post_event: bool = True
-    post_event_list: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EVENTS))
-    post_stdout: bool = False
-    post_api_retry_seconds: Seconds = 600.0
-    post_api_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
-    poll_api: str | None = None
-    poll_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    account: Annotated[
+        str,
+        Meta(
+            description="account name: routing keys, queue names, data files (letters, digits, _ -)"
+        ),
+    ] = "default"
+    namespace: Annotated[
+        str, Meta(description="prefix of every exchange and queue name (letters, digits, _ -)")
+    ] = "openqq"
+    amqp_url: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/ (unset: in-memory bus)"
+            )
+        ),
+    ] = None
+    upstream: Annotated[
+        Literal["sim", "onebot"],
+        Meta(description="the QQ side: sim (simulated account) or onebot (NapCat, LLBot, ...)"),
+    ] = "sim"
+    queue_type: Annotated[
+        Literal["classic", "quorum"],
+        Meta(description="classic or quorum command queues (quorum: clusters, standby bridges)"),
+    ] = "classic"
+    prefetch: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=65535,
+            description="unacknowledged commands per queue the bridge works on at once",
+        ),
+    ] = 64
+    connect_retry_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=86400,
+            description="how long to retry the first broker connection before exiting",
+        ),
+    ] = 30.0
+    event_buffer: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000_000,
+            description="events held while the broker is away; the upstream waits when full",
+        ),
+    ] = 10_000
+    buffer_wait: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=3600,
+            description="seconds an upstream event may wait for buffer room before refused",
+        ),
+    ] = 5.0
+    ready_wait: Annotated[
+        float,
+        Meta(ge=0, le=3600, description="seconds a command waits for the account to be running"),
+    ] = 30.0
+    send_interval: Annotated[
+        Interval | None, Meta(description="min seconds between any two sends (default: 0 for sim)")
+    ] = None
+    send_interval_per_target: Annotated[
+        Interval | None, Meta(description="min seconds between sends to one conversation (sim: 0)")
+    ] = None
+    tmpdir: Annotated[
+        str,
+        Meta(
+            description="directory of the state JSON, QR code PNG, pid file (default: system temp)"
+        ),
+    ] = ""
+    show_message: Annotated[
+        bool, Meta(description="print each message in one readable line on stdout (true/false)")
+    ] = True
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        Meta(description="debug, info, warning or error"),
+    ] = "info"
+    idempotency_hours: Annotated[
+        float, Meta(gt=0, le=87600, description="how long a command's message_id is remembered")
+    ] = 168.0
+    sim_listen: Annotated[
+        str, Meta(description="host:port of the simulated account's control endpoint (/sim/inject)")
+    ] = "127.0.0.1:5001"
+    sim_login_delay: Annotated[
+        float, Meta(ge=0, le=60, description="seconds the simulated login spends in each state")
+    ] = 0.2
+    sim_friends: Annotated[
+        int, Meta(ge=0, le=1_000_000, description="extra generated friends in the simulated world")
+    ] = 0
+    sim_groups: Annotated[
+        int, Meta(ge=0, le=100_000, description="extra generated groups in the simulated world")
+    ] = 0
+    sim_members: Annotated[
+        int, Meta(ge=0, le=10_000, description="members of each generated group")
+    ] = 0
+    sim_load_rate: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=100_000,
+            description="group messages per second the simulated account generates",
+        ),
+    ] = 0.0
+    sim_load_seconds: Annotated[
+        float, Meta(gt=0, le=604_800, description="how long the generated load lasts")
+    ] = 60.0
+    onebot_url: Annotated[
+        str, Meta(description="forward WebSocket URL of the OneBot v11 implementation")
+    ] = "ws://127.0.0.1:3001"
+    onebot_token: Annotated[
+        str | None,
+        Meta(description="OneBot access token (sent as Authorization: Bearer; checked in reverse)"),
+    ] = None
+    onebot_mode: Annotated[
+        Literal["forward", "reverse"],
+        Meta(description="forward (the bridge connects) or reverse (the implementation connects)"),
+    ] = "forward"
+    onebot_listen: Annotated[
+        str, Meta(description="host:port the bridge listens on for reverse WebSocket")
+    ] = "127.0.0.1:8080"
+    onebot_path: Annotated[str, Meta(description="path of the reverse WebSocket endpoint")] = (
+        "/onebot/v11/ws"
+    )
+    onebot_action_timeout: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=600,
+            description="seconds a OneBot action may take (a send that times out fails)",
+        ),
+    ] = 30.0
+    onebot_risk_retcodes: Annotated[
+        list[int], Meta(description="retcodes treated as risk control (风控), comma-separated")
+    ] = msgspec.field(default_factory=list)
+    onebot_self_id: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=99_999_999_999,
+            description="QQ number served; 0: the first that logs in (others are refused)",
+        ),
+    ] = 0
+    onebot_lookup_timeout: Annotated[
+        float,
+        Meta(gt=0, le=600, description="seconds an event waits for a lookup, then is published"),
+    ] = 3.0
+    onebot_input_status: Annotated[
+        bool, Meta(description="publish NapCat input_status (a friend typing) as notify")
+    ] = False
+    listen: Annotated[str, Meta(description="host:port of the Openqq HTTP API (/openqq/*)")] = (
+        "127.0.0.1:5000"
+    )
+    access_token: Annotated[
+        str | None,
+        Meta(description="token the HTTP API requires (access_token param or Bearer header)"),
+    ] = None
+    max_request_bytes: Annotated[
+        int, Meta(ge=1024, le=1 << 30, description="largest HTTP request body the API accepts")
+    ] = 1 << 20
+    rpc_timeout: Annotated[
+        float, Meta(gt=0, le=3600, description="seconds the HTTP API waits for the bridge's reply")
+    ] = 30.0
+    shutup_unit: Annotated[
+        Literal["seconds", "minutes"],
+        Meta(description="unit of shutup_group_member's time: seconds (seed doc) or minutes"),
+    ] = "seconds"
+    check_event_list_max_size: Annotated[
+        int, Meta(ge=1, le=100_000, description="items the check_event buffer keeps")
+    ] = 20
+    check_event_timeout: Annotated[
+        float, Meta(gt=0, le=3600, description="seconds a check_event long poll waits")
+    ] = 30.0
+    post_api: Annotated[
+        str | None, Meta(description="URL every message and listed event is POSTed to")
+    ] = None
+    post_event: Annotated[bool, Meta(description="also report events (true/false)")] = True
+    post_event_list: Annotated[
+        list[str], Meta(description="events reported and recorded, comma-separated")
+    ] = msgspec.field(default_factory=lambda: list(DEFAULT_EVENTS))
+    post_stdout: Annotated[
+        bool, Meta(description="print each reported item as a JSON line on stdout")
+    ] = False
+    post_api_retry_seconds: Annotated[
+        float,
+        Meta(ge=0, le=604_800, description="seconds a report waits for a receiver that is down"),
+    ] = 600.0
+    post_api_reject_retries: Annotated[
+        int,
+        Meta(ge=0, le=100, description="quick retries of a report the receiver rejects (500, 4xx)"),
+    ] = 3
+    post_api_timeout: Annotated[
+        float, Meta(gt=0, le=3600, description="seconds one post_api request may take")
+    ] = 120.0
+    poll_api: Annotated[
+        str | None, Meta(description="URL of the poll_api heartbeat (redirects are followed)")
+    ] = None
+    poll_interval: Annotated[
+        float, Meta(gt=0, le=86400, description="seconds between poll_api requests")
+    ] = 5.0
 
     def __repr__(self) -> str:
         """Like the default, with the broker password hidden."""
@@ -106,57 +251,55 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return Path(self.tmpdir or tempfile.gettempdir())
 
 
-#: One line of help per setting, shown by ``--help``.
-HELP: dict[str, str] = {
-    "account": "account name: routing keys, queue names, data files (letters, digits, _ -)",
-    "namespace": "prefix of every exchange and queue name (letters, digits, _ -)",
-    "amqp_url": "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/ (unset: in-memory bus)",
-    "upstream": "the QQ side: sim (simulated account) or onebot (NapCat, LLBot, ...)",
-    "queue_type": "classic or quorum command queues (quorum: clusters, standby bridges)",
-    "prefetch": "unacknowledged commands per queue the bridge works on at once",
-    "connect_retry_seconds": "how long to retry the first broker connection before exiting",
-    "event_buffer": "events held while the broker is away; the upstream waits when full",
-    "buffer_wait": "seconds an upstream event may wait for buffer room before refused",
-    "ready_wait": "seconds a command waits for the account to be running",
-    "send_interval": "min seconds between any two sends (default: 0 for sim)",
-    "send_interval_per_target": "min seconds between sends to one conversation (sim: 0)",
-    "tmpdir": "directory of the state JSON, QR code PNG, pid file (default: system temp)",
-    "show_message": "print each message in one readable line on stdout (true/false)",
-    "log_level": "debug, info, warning or error",
-    "idempotency_hours": "how long a command's message_id is remembered",
-    "sim_listen": "host:port of the simulated account's control endpoint (/sim/inject)",
-    "sim_login_delay": "seconds the simulated login spends in each state",
-    "sim_friends": "extra generated friends in the simulated world",
-    "sim_groups": "extra generated groups in the simulated world",
-    "sim_members": "members of each generated group",
-    "sim_load_rate": "group messages per second the simulated account generates",
-    "sim_load_seconds": "how long the generated load lasts",
-    "onebot_url": "forward WebSocket URL of the OneBot v11 implementation",
-    "onebot_token": "OneBot access token (sent as Authorization: Bearer; checked in reverse)",
-    "onebot_mode": "forward (the bridge connects) or reverse (the implementation connects)",
-    "onebot_listen": "host:port the bridge listens on for reverse WebSocket",
-    "onebot_path": "path of the reverse WebSocket endpoint",
-    "onebot_action_timeout": "seconds a OneBot action may take (a send that times out fails)",
-    "onebot_risk_retcodes": "retcodes treated as risk control (风控), comma-separated",
-    "onebot_self_id": "QQ number served; 0: the first that logs in (others are refused)",
-    "onebot_lookup_timeout": "seconds an event waits for a lookup before it is published",
-    "onebot_input_status": "publish NapCat input_status (a friend typing) as notify",
-    "listen": "host:port of the Openqq HTTP API (/openqq/*)",
-    "access_token": "token the HTTP API requires (access_token param or Bearer header)",
-    "max_request_bytes": "largest HTTP request body the API accepts",
-    "rpc_timeout": "seconds the HTTP API waits for the bridge's reply",
-    "shutup_unit": "unit of shutup_group_member's time: seconds (seed doc) or minutes",
-    "check_event_list_max_size": "items the check_event buffer keeps",
-    "check_event_timeout": "seconds a check_event long poll waits",
-    "post_api": "URL every message and listed event is POSTed to",
-    "post_event": "also report events (true/false)",
-    "post_event_list": "events reported and recorded, comma-separated",
-    "post_stdout": "print each reported item as a JSON line on stdout",
-    "post_api_retry_seconds": "how long a report is retried before dead-lettered",
-    "post_api_timeout": "seconds one post_api request may take",
-    "poll_api": "URL of the poll_api heartbeat (redirects are followed)",
-    "poll_interval": "seconds between poll_api requests",
-}
+def _metas(field: str) -> list[Meta]:
+    """The Meta annotations of a setting, outermost type and its Optional arm."""
+    hint = _HINTS[field]
+    found = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Meta)]
+    for arm in getattr(getattr(hint, "__origin__", None), "__args__", ()):
+        found += [m for m in getattr(arm, "__metadata__", ()) if isinstance(m, Meta)]
+    return found
+
+
+def _descriptions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for field in Settings.__struct_fields__:
+        texts = [m.description for m in _metas(field) if m.description]
+        if not texts:
+            msg = f"setting {field!r} has no description"
+            raise TypeError(msg)
+        out[field] = texts[-1]
+    return out
+
+
+_HINTS: dict[str, Any] = get_type_hints(Settings, include_extras=True)
+#: One line of help per setting (its ``Meta.description``), in declaration order.
+HELP: dict[str, str] = _descriptions()
+#: OPENQQ_* variables that are not settings but are used next to them (compose, tests).
+NOT_SETTINGS = frozenset({"OPENQQ_BROKER_PASSWORD", "OPENQQ_FAULT_DOWN_SECONDS"})
+_SECRETS = frozenset({"access_token", "onebot_token"})
+_URLS = frozenset({"onebot_url", "post_api", "poll_api"})
+
+
+def allowed_range(field: str) -> str | None:
+    """The range of a numeric setting as text (``1..65535``, ``> 0 and <= 600``), or None."""
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in _metas(field):
+        if m.ge is not None:
+            lo = m.ge
+        if m.gt is not None:
+            lo, lo_open = m.gt, True
+        if m.le is not None:
+            hi = m.le
+        if m.lt is not None:
+            hi, hi_open = m.lt, True
+    if lo is None and hi is None:
+        return None
+    if lo is not None and hi is not None and not lo_open and not hi_open:
+        return f"{lo:g}..{hi:g}"
+    parts = [f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None else []
+    parts += [f"{'<' if hi_open else '<='} {hi:g}"] if hi is not None else []
+    return " and ".join(parts)
 
 
 def _redact_url(url: str) -> str:
@@ -167,6 +310,21 @@ def _redact_url(url: str) -> str:
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
+def _shown(field: str, value: object) -> str:
+    """A value for an error message: secrets hidden, URLs without query or credentials."""
+    if field in _SECRETS:
+        return "***"
+    if not isinstance(value, str):
+        return repr(value)
+    if field == "amqp_url":
+        return repr(_redact_url(value))
+    if field in _URLS:
+        scheme, sep, rest = value.partition("://")
+        host = rest.split("?", 1)[0].rpartition("@")[2]
+        return repr(f"{scheme}{sep}{host}")
+    return repr(value)
+
+
 _LISTS = frozenset({"post_event_list", "onebot_risk_retcodes"})
 
 
@@ -175,12 +333,38 @@ def env_name(field: str) -> str:
     return "AMQP_URL" if field == "amqp_url" else f"OPENQQ_{field.upper()}"
 
 
-def parse_hostport(value: str, setting: str) -> tuple[str, int]:
+def _closest(word: str, choices: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _did_you_mean(suggestion: str | None) -> str:
+    return f"; did you mean {suggestion}?" if suggestion else "; see openqq-bridge --help"
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``OPENQQ_*`` variable that is no setting (a typo is otherwise silent)."""
+    env = os.environ if env is None else env
+    known = {env_name(f) for f in HELP}
+    warnings = []
+    for name in sorted(env):
+        if name.startswith("OPENQQ_") and name not in known and name not in NOT_SETTINGS:
+            # Compared without the common prefix, which would make every name look close.
+            field = _closest(name.removeprefix("OPENQQ_").lower(), HELP)
+            warnings.append(
+                f"environment variable {name} is not a setting and is ignored"
+                + _did_you_mean(field and env_name(field))
+            )
+    return warnings
+
+
+def parse_hostport(value: str, setting: str, where: str | None = None) -> tuple[str, int]:
     """``host:port`` (``[::1]:5000`` for IPv6) -> (host, port), or ConfigError."""
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        msg = f"setting {setting!r}: {value!r} is not host:port"
+        origin = f" ({where})" if where else ""
+        msg = f"setting {setting!r}{origin}: {value!r} is not host:port (port 0..65535)"
         raise ConfigError(msg)
     return host, int(port)
 
@@ -202,7 +386,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError(msg) from exc
         for key, value in data.items():
             if key not in HELP:
-                msg = f"config file {path}: unknown setting {key!r}"
+                hint = _did_you_mean(_closest(key, HELP))
+                msg = f"config file {path}: unknown setting {key!r}{hint}"
                 raise ConfigError(msg)
             raw[key] = value
             origin[key] = f"config file {path}"
@@ -217,12 +402,28 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        bad = _field_of(str(exc))
-        where = origin.get(bad, "default") if bad else "settings"
-        msg = f"setting {bad!r} ({where}): {exc}" if bad else f"{where}: {exc}"
-        raise ConfigError(msg) from exc
+        raise _validation_error(exc, raw, origin) from exc
     _check(settings, origin)
     return settings
+
+
+def _validation_error(
+    exc: msgspec.ValidationError, raw: Mapping[str, Any], origin: Mapping[str, str]
+) -> ConfigError:
+    """One line naming the setting, where it came from and its bad value."""
+    text = str(exc)
+    bad = _field_of(text)
+    if bad is None:
+        return ConfigError(f"settings: {text}")
+    where = origin.get(bad, "default")
+    detail = text.split(" - at `$.", 1)[0]
+    value = raw.get(bad)
+    limits = allowed_range(bad)
+    # msgspec words a range failure as "Expected `int` <= 65535", without the value.
+    if limits and any(op in detail for op in ("<", ">")):
+        shown = value if isinstance(value, str) else _shown(bad, value)
+        return ConfigError(f"setting {bad!r} ({where}): {shown} is out of range {limits}")
+    return ConfigError(f"setting {bad!r} ({where}): {_shown(bad, value)}: {detail}")
 
 
 def _field_of(error: str) -> str | None:
@@ -245,21 +446,29 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
             )
             raise ConfigError(msg)
     if s.amqp_url is not None and not s.amqp_url.startswith(("amqp://", "amqps://")):
-        msg = f"setting 'amqp_url' ({where('amqp_url')}): must start with amqp:// or amqps://"
+        msg = (
+            f"setting 'amqp_url' ({where('amqp_url')}): {_shown('amqp_url', s.amqp_url)}"
+            " must start with amqp:// or amqps://"
+        )
         raise ConfigError(msg)
-    parse_hostport(s.sim_listen, "sim_listen")
-    parse_hostport(s.listen, "listen")
-    parse_hostport(s.onebot_listen, "onebot_listen")
+    for field in ("sim_listen", "listen", "onebot_listen"):
+        parse_hostport(getattr(s, field), field, where(field))
     if not s.onebot_url.startswith(("ws://", "wss://")):
-        msg = f"setting 'onebot_url' ({where('onebot_url')}): must start with ws:// or wss://"
+        msg = (
+            f"setting 'onebot_url' ({where('onebot_url')}): {_shown('onebot_url', s.onebot_url)}"
+            " must start with ws:// or wss://"
+        )
         raise ConfigError(msg)
     if not s.onebot_path.startswith("/"):
-        msg = f"setting 'onebot_path' ({where('onebot_path')}): must start with /"
+        msg = f"setting 'onebot_path' ({where('onebot_path')}): {s.onebot_path!r} must start with /"
         raise ConfigError(msg)
     for field in ("post_api", "poll_api"):
         url = getattr(s, field)
         if url is not None and not url.startswith(("http://", "https://")):
-            msg = f"setting {field!r} ({where(field)}): must be an http:// or https:// URL"
+            msg = (
+                f"setting {field!r} ({where(field)}): {_shown(field, url)}"
+                " must be an http:// or https:// URL"
+            )
             raise ConfigError(msg)
     unknown = [n for n in s.post_event_list if n not in EVENT_NAMES]
     if unknown:

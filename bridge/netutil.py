@@ -10,13 +10,18 @@ from bridge.errors import ConfigError
 
 
 async def start_site(
-    app: web.Application, host: str, port: int, setting: str, **runner_options: Any
+    app: web.Application,
+    host: str,
+    port: int,
+    setting: str,
+    runner_class: type[web.AppRunner] = web.AppRunner,
+    **runner_options: Any,
 ) -> tuple[web.AppRunner, tuple[str, int]]:
     """Serve ``app`` on host:port; ConfigError naming ``setting`` if the port cannot be had.
 
     Returns the runner (clean it up to stop) and the address bound (port 0 picks a free one).
     """
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options)
+    runner = runner_class(app, access_log=None, handle_signals=False, **runner_options)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

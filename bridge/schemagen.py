@@ -2,10 +2,13 @@
 
 ``openqq-bridge schemas`` writes the files; ``--check`` (and tests/test_schemas.py) fails
 when the committed files differ from what the code generates, so the contract cannot drift.
+Every description is cleaned here (``inspect.cleandoc``), so the bytes do not depend on how a
+msgspec or Python version lays out docstrings.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,15 +29,37 @@ def _schema(tp: object, title: str, description: str) -> dict[str, Any]:
     return {"$schema": DIALECT, "title": title, "description": description, **schema}
 
 
+def _doc(cls: type) -> str:
+    """The class docstring, cleaned the same way on every Python version."""
+    return inspect.getdoc(cls) or ""
+
+
+def normalise(obj: object) -> Any:
+    """``obj`` with every string ``description`` cleaned (indentation, surrounding blanks).
+
+    msgspec versions differ in how they dedent a multi-line docstring (0.23 strips the
+    indentation 0.19 keeps); cleaning every description here keeps the files byte-identical.
+    """
+    if isinstance(obj, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else normalise(v)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [normalise(v) for v in obj]
+    return obj
+
+
 def _dump(obj: object) -> bytes:
-    return msgspec.json.format(msgspec.json.encode(obj, order="sorted"), indent=2) + b"\n"
+    clean = normalise(obj)
+    return msgspec.json.format(msgspec.json.encode(clean, order="sorted"), indent=2) + b"\n"
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:
     """``events/<kind>.json`` for every event body."""
     return {
         f"events/{kind}.json": _schema(
-            cls, kind, f"Body of {kind}.<account> on <namespace>.events: {cls.__doc__}"
+            cls, kind, f"Body of {kind}.<account> on <namespace>.events: {_doc(cls)}"
         )
         for kind, cls in EVENT_TYPES.items()
     }
@@ -48,7 +73,7 @@ def command_schemas() -> dict[str, dict[str, Any]]:
         out[f"commands/{name}.json"] = _schema(
             cls,
             name,
-            f"Command on <namespace>.commands, key {cls.QUEUE}.<account>: {cls.__doc__}",
+            f"Command on <namespace>.commands, key {cls.QUEUE}.<account>: {_doc(cls)}",
         )
         out[f"replies/{name}.json"] = _schema(
             REPLY_TYPES[name],
@@ -83,7 +108,7 @@ def asyncapi() -> dict[str, Any]:
         messages[kind.replace(".", "_")] = {
             "name": kind,
             "title": kind,
-            "summary": (cls.__doc__ or "").strip(),
+            "summary": _doc(cls),
             "contentType": "application/json",
             "payload": {"$ref": REF.format(name=cls.__name__)},
             "bindings": {"amqp": {"messageType": kind, "bindingVersion": "0.3.0"}},
@@ -93,7 +118,7 @@ def asyncapi() -> dict[str, Any]:
         messages[f"command_{name}"] = {
             "name": name,
             "title": f"command {name}",
-            "summary": (cmd.__doc__ or "").strip(),
+            "summary": _doc(cmd),
             "contentType": "application/json",
             "payload": {"$ref": REF.format(name=cmd.__name__)},
         }
@@ -180,8 +205,10 @@ def asyncapi() -> dict[str, Any]:
         "address": "{queue}.{account}",
         "description": (
             "Dead letters on topic exchange <namespace>.dead, kept in queue"
-            " <namespace>.<account>.dead; the original body and properties, header"
-            " x-openqq-reason says why, x-openqq-queue where from."
+            " <namespace>.<account>.dead with routing key <kind>.<account> of the queue it"
+            " was taken from (send.bot1, post_api.bot1); the original body and properties,"
+            " header x-openqq-reason says why, x-openqq-queue names that queue and"
+            " x-openqq-routing-key the key it was published with."
         ),
         "parameters": {"queue": {}, "account": params["account"]},
         "bindings": {

@@ -17,48 +17,41 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from bridge import __version__
 from bridge.bus.base import Bus
 from bridge.bus.commands import CommandServer, handing_over
 from bridge.bus.publisher import EventPublisher
-from bridge.bus.topology import QueueType, declare_account
+from bridge.bus.topology import declare_account
 from bridge.clientfiles import ClientFiles
+from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core import events as ev
 from bridge.core.contacts import ContactBook
-from bridge.core.model import Group, GroupMember, basic, display_name, member_display
+from bridge.core.model import Group, GroupMember, basic, display_name
 from bridge.core.pacing import KeyedLocks, Pacer
 from bridge.core.ports import SendOutcome, Upstream
-from bridge.core.routing import Names
+from bridge.core.routing import Names, event_key
 from bridge.errors import ActionFailed, BufferFull, UpstreamUnavailable
 from bridge.store import DoneStore
 
 log = logging.getLogger(__name__)
 
+#: Seconds between answering stop_client/relogin and doing it (the reply goes out first).
 CONTROL_DELAY = 3.0
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeOptions:
-    """What the bridge needs to know besides its bus and upstream."""
-
-    account: str = "default"
-    queue_type: QueueType = "classic"
-    prefetch: int = 64
-    event_buffer: int = 10_000
-    buffer_wait: float = 5.0
-    ready_wait: float = 30.0
-    send_interval: float = 0.0
-    send_interval_per_target: float = 0.0
-    log_level: str = "info"
-    control_delay: float = CONTROL_DELAY
-    publish_window: int = 256
+#: Events published at once, awaiting their confirms.
+PUBLISH_WINDOW = 256
 
 
 _Item = tuple[ev.Event, str, asyncio.Future[None] | None]
+
+
+def _status(out: SendOutcome) -> str:
+    """发送成功, 发送失败, or 发送结果未知 when the QQ side may have delivered it (code -3)."""
+    if out.ok:
+        return "发送成功"
+    return c.STATUS_RESULT_UNKNOWN if out.code == c.CODE_RESULT_UNKNOWN else "发送失败"
 
 
 class Bridge:
@@ -69,16 +62,18 @@ class Bridge:
         bus: Bus,
         names: Names,
         upstream: Upstream,
-        options: BridgeOptions,
+        options: Settings,
         *,
         store: DoneStore | None = None,
         files: ClientFiles | None = None,
         show: Callable[[ev.Event], None] | None = None,
+        control_delay: float = CONTROL_DELAY,
     ) -> None:
         self.bus = bus
         self.names = names
         self.upstream = upstream
         self.opts = options
+        self.control_delay = control_delay
         self.account = options.account
         self.contacts = ContactBook()
         self.state = "init"
@@ -104,9 +99,22 @@ class Bridge:
             self.store,
             prefetch=options.prefetch,
         )
-        self._pacer = Pacer(options.send_interval, options.send_interval_per_target)
+        # Unset intervals take the upstream's defaults (real accounts get risk-controlled).
+        default_global, default_target = upstream.default_pacing
+        self._pacer = Pacer(
+            default_global if options.send_interval is None else options.send_interval,
+            (
+                default_target
+                if options.send_interval_per_target is None
+                else options.send_interval_per_target
+            ),
+        )
         self._lanes = KeyedLocks()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        #: (routing key, message_id) of the events published once stopping began: the
+        #: reports of the stop, which a ``run`` process posts to post_api before it exits.
+        self.stop_reports: list[tuple[str, str]] = []
 
     # --- events ---------------------------------------------------------------------------
     async def emit(self, event: ev.Event) -> None:
@@ -135,6 +143,8 @@ class Bridge:
                 )
                 log.error(msg)
                 raise BufferFull(msg) from None
+        if self._stopping:
+            self.stop_reports.append((event_key(event.KIND, self.account), item[1]))
         self._observe(event)
 
     def _observe(self, event: ev.Event) -> None:
@@ -160,7 +170,7 @@ class Bridge:
     async def _publish_loop(self) -> None:
         # Many publishes in flight, each waiting for its own confirm: they are started in
         # buffer order, and the channel sends them in that order (per-conversation order).
-        window = asyncio.Semaphore(self.opts.publish_window)
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
         while True:
             event, mid, done = await self._buffer.get()
             await window.acquire()
@@ -222,6 +232,7 @@ class Bridge:
         publisher: asyncio.Task[Any],
         stop: asyncio.Task[Any],
     ) -> None:
+        self._stopping = True
         stop.cancel()
         await self.server.stop()
         if not upstream.done():
@@ -311,7 +322,7 @@ class Bridge:
 
     def _later(self, action: Callable[[], object]) -> None:
         loop = asyncio.get_running_loop()
-        loop.call_later(self.opts.control_delay, action)
+        loop.call_later(self.control_delay, action)
 
     async def _ready_or_raise(self) -> None:
         if self.ready.is_set():
@@ -338,8 +349,7 @@ class Bridge:
             # The send_message report goes out before the reply, as in the original.
             await self._enqueue(report(out), done)
         await done
-        status = "发送成功" if out.ok else "发送失败"
-        return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=status)
+        return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=_status(out))
 
     def _sent(self, out: SendOutcome, origin: str) -> dict[str, Any]:
         user = self.contacts.user
@@ -351,7 +361,7 @@ class Bridge:
             "code": out.code,
             "info": out.info,
             "ttl": out.ttl,
-            "msg": "发送成功" if out.ok else "发送失败",
+            "msg": _status(out),
             "from_": origin,
             "sender": user.name,
             "sender_id": user.id,
@@ -430,8 +440,8 @@ class Bridge:
                 ("sess", m.id),
                 lambda: up.send_sess(m, g, content),
                 lambda out: ev.SentSessMessage(
-                    **self._sent(out, cmd.from_),
-                    receiver=member_display(m),
+                    **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
+                    receiver=book.member_name(m),
                     receiver_id=m.id,
                     receiver_uid=m.uid,
                     via="group",

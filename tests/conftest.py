@@ -13,16 +13,18 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter
+from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
 from bridge.clientfiles import ClientFiles
+from bridge.config import Settings
 from bridge.core.commands import QUEUE_KINDS
 from bridge.core.routing import Names
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import Bridge
 from bridge.store import DoneStore
 from bridge.upstream.sim import SimSettings, SimulatedAccount
+from tests.fakes import WebhookRecorder
 from tests.proxy import TcpProxy
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -81,7 +83,19 @@ async def amqp_ns(rabbitmq: str, ns: str) -> AsyncIterator[str]:
     await delete_namespace(rabbitmq, ns)
 
 
-@pytest.fixture(params=["memory", "rabbitmq"])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the broker is marked ``rabbitmq``, so ``-m "not rabbitmq"`` skips it.
+
+    ``fixturenames`` is the whole fixture closure: a test that needs ``amqp_ns`` or
+    ``proxied_bus`` is marked too. The ``bus_factory`` fixture asks for the broker only at run
+    time, so its ``rabbitmq`` param carries the marker itself.
+    """
+    for item in items:
+        if "rabbitmq" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rabbitmq)
+
+
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 async def bus_factory(request: pytest.FixtureRequest, ns: str):
     """Makes buses of one kind (the same broker for all of a test): memory or RabbitMQ."""
     buses: list[Bus] = []
@@ -139,7 +153,7 @@ async def running_bridge(
     sim = SimulatedAccount(
         SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / "qr.png")
     )
-    opts = BridgeOptions(account=ACCOUNT, control_delay=0.05, **options)  # type: ignore[arg-type]
+    opts = Settings(account=ACCOUNT, **options)  # type: ignore[arg-type]
     bridge = Bridge(
         bus,
         Names(ns),
@@ -147,6 +161,7 @@ async def running_bridge(
         opts,
         store=store,
         files=ClientFiles(tmp_path, ACCOUNT),
+        control_delay=0.05,
     )
     task = asyncio.create_task(bridge.run())
     try:
@@ -164,8 +179,9 @@ async def running_adapter(
     bus: Bus, ns: str, *, wait_replica: bool = True, **options: object
 ) -> AsyncIterator[OpenqqAdapter]:
     """An Openqq HTTP adapter on a free port, talking to ``ns`` over ``bus``."""
-    opts = AdapterOptions(account=ACCOUNT, listen=("127.0.0.1", 0), **options)  # type: ignore[arg-type]
-    adapter = OpenqqAdapter(bus, Names(ns), opts)
+    retry_wait = float(options.pop("post_api_retry_wait", 0.5))  # type: ignore[arg-type]
+    opts = Settings(account=ACCOUNT, listen="127.0.0.1:0", **options)  # type: ignore[arg-type]
+    adapter = OpenqqAdapter(bus, Names(ns), opts, post_api_retry_wait=retry_wait)
     await adapter.start()
     try:
         if wait_replica:
@@ -188,3 +204,12 @@ def sim_url(sim: SimulatedAccount, path: str) -> str:
     assert sim.bound is not None
     host, port = sim.bound
     return f"http://{host}:{port}{path}"
+
+
+@pytest.fixture
+async def hook(aiohttp_server) -> WebhookRecorder:
+    """A post_api receiver that records every request (``hook.url``, with ``?client=``)."""
+    rec = WebhookRecorder()
+    server = await aiohttp_server(rec.app())
+    rec.url = str(server.make_url("/post_api?client=default"))  # type: ignore[attr-defined]
+    return rec

@@ -70,3 +70,15 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> int:
 
 def logs(tmp_path: Path) -> str:
     return (tmp_path / "stderr.log").read_text(errors="replace")[-3000:]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``openqq-bridge ARGS`` to the end (at most 60 s), capturing its text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )

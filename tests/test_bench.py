@@ -12,6 +12,7 @@ import pytest
 pytestmark = pytest.mark.rabbitmq
 
 
+@pytest.mark.slow
 def test_bench_quick_mode_prints_every_part(rabbitmq):
     if shutil.which("wrk") is None:
         if os.environ.get("CI") == "true":

@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import msgspec
 
 from bridge.config import HELP, env_name
-from tests.procs import bridge_env, logs, start, stop, wait_state
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bridge", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+from tests.procs import bridge_env, logs, run_cli, start, stop, wait_state
 
 
 def test_help_explains_every_setting():
     out = run_cli("--help").stdout
-    for field in HELP:
-        assert field in out
+    for field, text in HELP.items():
+        assert f"  {field} " in out
         assert env_name(field) in out
+        assert text in out, field
     assert "run" in out and "bridge" in out and "schemas" in out
 
 
@@ -47,6 +39,24 @@ def test_config_file_before_or_after_the_subcommand(tmp_path):
         done = run_cli(*args, env=bridge_env(tmp_path))
         assert done.returncode == 2
         assert f"setting 'prefetch' (config file {cfg})" in done.stderr
+
+
+def test_prefetch_beyond_an_amqp_short_stops_the_start(tmp_path):
+    done = run_cli("run", env=bridge_env(tmp_path, OPENQQ_PREFETCH="100000"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "openqq-bridge: config error: setting 'prefetch' (environment OPENQQ_PREFETCH):"
+        " 100000 is out of range 1..65535"
+    )
+
+
+def test_a_misspelled_variable_is_warned_at_start(tmp_path):
+    done = run_cli("bridge", env=bridge_env(tmp_path, OPENQQ_PREFECTH="10"))
+    assert done.returncode == 2  # no AMQP_URL; the warning comes first all the same
+    assert done.stderr.splitlines()[0] == (
+        "openqq-bridge: warning: environment variable OPENQQ_PREFECTH is not a setting"
+        " and is ignored; did you mean OPENQQ_PREFETCH?"
+    )
 
 
 def test_bridge_needs_a_broker(tmp_path):
@@ -121,13 +131,24 @@ def test_sim_port_in_use_is_a_clear_error(tmp_path):
     assert time.monotonic() - t0 < 20
 
 
-def test_readme_documents_every_setting():
-    from pathlib import Path
-
+def readme_settings_table() -> list[tuple[list[str], list[str]]]:
+    """(settings, environment variables) of each row of the README's Settings table."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for field in HELP:
-        assert f"`{field}`" in readme or field in readme, field
-        assert env_name(field) in readme, env_name(field)
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = line.split("|")
+            rows.append((re.findall(r"`([^`]+)`", cells[1]), re.findall(r"`([^`]+)`", cells[2])))
+    return rows
+
+
+def test_readme_settings_table_lists_exactly_the_settings():
+    rows = readme_settings_table()
+    names = [n for row, _ in rows for n in row]
+    assert sorted(names) == sorted(HELP), "README Settings table differs from bridge.config"
+    for fields, envs in rows:
+        assert envs == [env_name(f) for f in fields], fields
 
 
 def test_adapter_needs_a_broker(tmp_path):
@@ -169,8 +190,9 @@ def test_listening_beyond_loopback_without_token_warns(caplog):
     import asyncio
     import logging
 
-    from bridge.adapters.openqq.service import AdapterOptions, OpenqqAdapter, is_loopback
+    from bridge.adapters.openqq.adapter import OpenqqAdapter, is_loopback
     from bridge.bus.memory import MemoryBus
+    from bridge.config import Settings
     from bridge.core.routing import Names
 
     assert is_loopback("127.0.0.2")
@@ -179,10 +201,16 @@ def test_listening_beyond_loopback_without_token_warns(caplog):
     assert not is_loopback("0.0.0.0")
 
     async def go() -> None:
-        adapter = OpenqqAdapter(MemoryBus(), Names("t-warn"), AdapterOptions(listen=("0.0.0.0", 0)))
+        adapter = OpenqqAdapter(MemoryBus(), Names("t-warn"), Settings(listen="0.0.0.0:0"))
         await adapter.start()
         await adapter.stop()
 
     with caplog.at_level(logging.WARNING):
         asyncio.run(go())
     assert "without an access token" in caplog.text
+
+
+def test_declare_needs_a_broker(tmp_path):
+    done = run_cli("declare", env=bridge_env(tmp_path))
+    assert done.returncode == 2
+    assert "`openqq-bridge declare`" in done.stderr

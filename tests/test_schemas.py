@@ -29,6 +29,40 @@ def test_drift_is_detected(tmp_path):
     assert schemagen.main(tmp_path, check=True) == 1
 
 
+def _descriptions(obj: object) -> list[str]:
+    if isinstance(obj, dict):
+        own = [v for k, v in obj.items() if k == "description" and isinstance(v, str)]
+        return own + [d for v in obj.values() for d in _descriptions(v)]
+    if isinstance(obj, list):
+        return [d for v in obj for d in _descriptions(v)]
+    return []
+
+
+def test_descriptions_do_not_depend_on_docstring_layout():
+    # msgspec 0.19 keeps a docstring's indentation in descriptions, 0.23 strips it: every
+    # description is cleaned, so both (and every Python version) write the same bytes.
+    found: list[str] = []
+    for path, data in schemagen.generate().items():
+        for d in _descriptions(msgspec.json.decode(data)):
+            found.append(d)
+            assert d == d.strip(), (path, d)
+            assert not any(line[:1].isspace() for line in d.splitlines()), (path, d)
+    assert any("\n\nparams [action" in d for d in found), "RiskControl's docstring has 2 paragraphs"
+
+
+def test_normalise_cleans_every_description_and_nothing_else():
+    raw = {
+        "description": "Title.\n\n    body\n    ",
+        "properties": {"description": {"type": "string", "description": "  x\n"}},
+        "examples": ["  kept  "],
+    }
+    assert schemagen.normalise(raw) == {
+        "description": "Title.\n\nbody",
+        "properties": {"description": {"type": "string", "description": "x"}},
+        "examples": ["  kept  "],
+    }
+
+
 def validate(path: str, obj: object) -> None:
     schema = msgspec.json.decode((ROOT / path).read_bytes())
     jsonschema.validate(msgspec.json.decode(encode(obj)), schema)

@@ -46,10 +46,45 @@ def redact(url: str) -> str:
     return str(u.with_password("***")) if u.password else str(u)
 
 
+def vhost_of(url: str) -> str:
+    """The virtual host an AMQP URL names, as aiormq reads it (``/`` when none)."""
+    path = URL(url).path
+    return "/" if path in ("", "/") else path[1:].replace("%2F", "/")
+
+
+def _refusal(exc: BaseException, url: str) -> ConfigError | None:
+    """A ConfigError when the broker refused the URL's login or vhost: retrying cannot help."""
+    where = redact(url)
+    if isinstance(exc, aiormq.exceptions.AuthenticationError | aiormq.ProbableAuthenticationError):
+        user = URL(url).user or "guest"
+        return ConfigError(
+            f"RabbitMQ at {where} refused the login of user {user!r} (ACCESS_REFUSED):"
+            " check the user and password in amqp_url (AMQP_URL)"
+        )
+    # RabbitMQ answers Connection.Open for a vhost that does not exist (or that the user may
+    # not use) with Connection.Close 530; aiormq 7 reports it as an InvalidFrameError that
+    # only holds the frame's repr, so the reply text is lost.
+    closed_on_open = isinstance(exc, aiormq.exceptions.InvalidFrameError) and (
+        "Connection.OpenOk" in str(exc) and "Connection.Close" in str(exc)
+    )
+    not_allowed = isinstance(exc, aiormq.exceptions.ConnectionClosed) and (exc.args[:1] == (530,))
+    if closed_on_open or not_allowed:
+        user = URL(url).user or "guest"
+        detail = f" ({exc.args[1]})" if not_allowed and len(exc.args) > 1 else ""
+        return ConfigError(
+            f"RabbitMQ at {where} refused to open virtual host {vhost_of(url)!r}{detail}:"
+            f" it does not exist or user {user!r} has no permission on it; create it"
+            " (rabbitmqctl add_vhost, set_permissions) or fix the vhost in amqp_url (AMQP_URL)"
+        )
+    return None
+
+
 def _retryable(exc: BaseException) -> bool:
-    # Wrong credentials will not fix themselves; everything else at connect time may.
+    # Wrong credentials or vhost will not fix themselves; a broker that is away may come back.
     if isinstance(exc, aiormq.exceptions.AuthenticationError | aiormq.ProbableAuthenticationError):
         return False
+    if isinstance(exc, aiormq.exceptions.InvalidFrameError | aiormq.exceptions.ConnectionClosed):
+        return _refusal(exc, "amqp://localhost/") is None
     return isinstance(exc, (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, TimeoutError))
 
 
@@ -144,10 +179,11 @@ class AmqpBus:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             log.warning(
-                "RabbitMQ at %s not reachable (attempt %d: %s); retrying",
+                "RabbitMQ at %s not reachable (attempt %d: %s); retrying for up to %gs",
                 where,
                 state.attempt_number,
-                exc,
+                (str(exc) or type(exc).__name__) if exc else "?",
+                retry_seconds,
             )
 
         try:
@@ -164,6 +200,9 @@ class AmqpBus:
                         url, client_properties={"connection_name": name}, timeout=10
                     )
         except (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, TimeoutError, ValueError) as exc:
+            refused = _refusal(exc, url)
+            if refused is not None:
+                raise refused from exc
             msg = (
                 f"RabbitMQ at {where} unreachable after {attempts} attempt(s)"
                 f" over {retry_seconds:g}s: {str(exc) or type(exc).__name__}"

@@ -8,7 +8,7 @@ command is published to.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
 import msgspec
 
@@ -17,9 +17,20 @@ from bridge.core.model import QQ, Discuss, Friend, Group, GroupBasic, User
 QueueKind = Literal["send", "kick", "shutup", "query", "control"]
 QUEUE_KINDS: tuple[QueueKind, ...] = ("send", "kick", "shutup", "query", "control")
 
-Content = Annotated[str, msgspec.Meta(max_length=16384, description="message text")]
-Name = Annotated[str, msgspec.Meta(max_length=256)]
-Members = Annotated[list[QQ], msgspec.Meta(max_length=2000)]
+#: Longest message text a command carries, in characters (the HTTP adapter checks it too).
+MAX_CONTENT: Final = 16384
+#: Longest name or displayname a lookup carries, in characters.
+MAX_NAME: Final = 256
+#: Most members one kick or shutup command names.
+MAX_MEMBERS: Final = 2000
+#: Longest mute a shutup command carries, in seconds (30 days, QQ's longest).
+MAX_SHUTUP_SECONDS: Final = 30 * 86400
+#: ``info`` of the 发送失败 reply to a send without content.
+EMPTY_CONTENT: Final = "消息内容为空 (content is empty)"
+
+Content = Annotated[str, msgspec.Meta(max_length=MAX_CONTENT, description="message text")]
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+Members = Annotated[list[QQ], msgspec.Meta(max_length=MAX_MEMBERS)]
 Criterion = str | int | None
 Origin = Annotated[
     Literal["api", "code"],
@@ -95,7 +106,7 @@ class ShutupGroupMember(_Command, kw_only=True, frozen=True, tag="shutup_group_m
     group_uid: QQ | None = None
     member_id: Members | None = None
     member_uid: Members | None = None
-    time: Annotated[int, msgspec.Meta(ge=0, le=30 * 86400, description="seconds")] = 60
+    time: Annotated[int, msgspec.Meta(ge=0, le=MAX_SHUTUP_SECONDS, description="seconds")] = 60
 
 
 class GetUserInfo(_Command, kw_only=True, frozen=True, tag="get_user_info"):
@@ -158,6 +169,7 @@ class SearchGroup(_Command, kw_only=True, frozen=True, tag="search_group"):
     markname: Criterion = None
     max_admin: Criterion = None
     max_member: Criterion = None
+    member_count: Criterion = None
     memo: Criterion = None
     name: Criterion = None
     owner_id: Criterion = None
@@ -216,7 +228,7 @@ def command_name(cls: type[Command] | Command) -> str:
 
 
 class SendReply(msgspec.Struct, kw_only=True):
-    """Result of a sync send: code 0 / 发送成功, negative codes / 发送失败, 100-105 not found."""
+    """A sync send's result: 0 发送成功, -3 发送结果未知, <0 发送失败, 100-105 not found."""
 
     code: int
     id: int | None
@@ -314,3 +326,21 @@ def failure_reply(cmd: Command, reason: str, code: int) -> SendReply | StatusRep
     if cmd.QUEUE == "send":
         return send_failure(reason, code=code)
     return StatusReply(code=code, status=reason)
+
+
+#: Code of a send whose result is unknown: it may have been sent, or may still be.
+CODE_RESULT_UNKNOWN = -3
+#: Its status: neither 发送成功 nor 发送失败, which legacy callers read as "not sent".
+STATUS_RESULT_UNKNOWN = "发送结果未知"
+
+
+def unknown_reply(cmd: Command, reason: str) -> SendReply | StatusReply:
+    """The reply for a command that may have run, or may still run: a send is never 发送失败.
+
+    Other commands keep code -5 with the reason (``result unknown: ...``) as their status.
+    """
+    if cmd.QUEUE == "send":
+        return SendReply(
+            code=CODE_RESULT_UNKNOWN, id=None, info=reason, status=STATUS_RESULT_UNKNOWN
+        )
+    return StatusReply(code=-5, status=reason)

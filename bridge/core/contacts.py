@@ -22,6 +22,7 @@ from bridge.core.model import (
     GroupMember,
     User,
     display_name,
+    member_display,
     text_of,
 )
 
@@ -31,8 +32,11 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
 def _attr(obj: object, name: str) -> object:
+    # The original's searches also compare the value of these methods.
     if name == "displayname" and isinstance(obj, Friend | Group):
         return display_name(obj)
+    if name == "member_count" and isinstance(obj, Group):
+        return len(obj.member)
     return getattr(obj, name, None)
 
 
@@ -123,6 +127,18 @@ class _Index(Generic[T]):
         return [o for o in self._candidates(criteria) if matches(o, criteria)]
 
 
+def member_name(member: GroupMember, friends: Mapping[int, Friend]) -> str:
+    """A group member's name in messages, as Mojo::Webqq gives it (``sender``, ``receiver``).
+
+    The markname the account gave the member as a friend first, then the group card, then
+    the nick. ``friends`` maps friend ids to friends (members and friends share ids).
+    """
+    friend = friends.get(member.id)
+    if friend is not None and friend.markname is not None:
+        return friend.markname
+    return member_display(member)
+
+
 class ContactBook:
     """Friends, groups (with members) and discuss groups of one account."""
 
@@ -205,6 +221,10 @@ class ContactBook:
     def search_groups(self, criteria: Criteria) -> list[Group]:
         """Every group matching every criterion; no criteria, no result."""
         return self._groups.search(given(**criteria))
+
+    def member_name(self, member: GroupMember) -> str:
+        """A group member's name in messages: friend markname, else card, else nick."""
+        return member_name(member, self._friends.items)
 
     def own_name_in(self, group: Group) -> str:
         """The account's display name inside a group: its card, else its nick."""

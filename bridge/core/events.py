@@ -427,3 +427,21 @@ EVENT_TYPES: dict[str, type[Event]] = {
         *ClientEvent.__args__,
     )
 }
+
+#: Names of the non-message events (``post_event_list`` entries), in declaration order.
+EVENT_NAMES: tuple[str, ...] = tuple(
+    kind.split(".", 1)[1] for kind in EVENT_TYPES if kind.startswith("event.")
+)
+#: The original's default ``post_event_list``.
+DEFAULT_EVENTS: tuple[str, ...] = (
+    "login",
+    "stop",
+    "state_change",
+    "input_qrcode",
+    "new_group",
+    "new_friend",
+    "new_group_member",
+    "lose_group",
+    "lose_friend",
+    "lose_group_member",
+)

@@ -17,7 +17,10 @@ QQ = Annotated[int, msgspec.Meta(ge=0, description="QQ number or session id")]
 class User(msgspec.Struct, kw_only=True):
     """The logged-in account (get_user_info)."""
 
-    account: str = ""
+    account: Annotated[
+        int | str,
+        msgspec.Meta(description="QQ number: a number, as the original (text from older bridges)"),
+    ] = ""
     birthday: str = ""
     city: str = ""
     client_type: str = "web"

@@ -30,7 +30,7 @@ def default_world(
 ) -> World:
     """The example world, plus ``extra_*`` generated contacts for scale tests."""
     me = User(
-        account=str(ME_UID),
+        account=ME_UID,
         id=ME_ID,
         uid=ME_UID,
         name="小灰",

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.adapters.openqq.service import OpenqqAdapter
+from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.base import Delivery
 from bridge.bus.memory import MemoryBus
 from bridge.bus.topology import declare_exchanges

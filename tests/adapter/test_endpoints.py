@@ -13,7 +13,7 @@ import pytest
 from tests.adapter.conftest import Api
 
 USER = (
-    '{"account":"123456","birthday":"1990-1-1","city":"北京","client_type":"web","country":"中国",'
+    '{"account":123456,"birthday":"1990-1-1","city":"北京","client_type":"web","country":"中国",'
     '"face":0,"id":4072574066,"name":"小灰","province":"北京","sex":"male","signature":"这是我的个性签名",'
     '"state":"online","uid":123456}'
 ).encode()

@@ -13,10 +13,11 @@ import pytest
 from bridge.bus.base import REASON_HEADER, Bus, Delivery, OutMessage
 from bridge.bus.rpc import RpcClient
 from bridge.bus.topology import declare_exchanges
+from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core.routing import Names
 from bridge.errors import BufferFull
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import Bridge
 from bridge.store import DoneStore
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 from tests.conftest import ACCOUNT, running_bridge, sim_url
@@ -359,7 +360,7 @@ async def test_stop_client_stops_the_bridge(bus_factory, ns, tmp_path):
     bus = await bus_factory()
     events = await subscribe(await bus_factory(), ns, "event.#")
     sim = SimulatedAccount(SimSettings(listen=None, login_delay=0))
-    bridge = Bridge(bus, Names(ns), sim, BridgeOptions(control_delay=0.05))
+    bridge = Bridge(bus, Names(ns), sim, Settings(), control_delay=0.05)
     task = asyncio.create_task(bridge.run())
     rpc = RpcClient(bus, Names(ns))
     await asyncio.wait_for(bridge.started.wait(), 5)
@@ -433,7 +434,7 @@ async def test_command_interrupted_by_a_crash_is_answered_failed(bus_factory, ns
             )
         )
         await rpc.close()
-    assert (reply["code"], reply["status"]) == (-5, "发送失败")
+    assert (reply["code"], reply["status"]) == (-3, "发送结果未知")
     assert "result unknown" in reply["info"]
     assert waited["code"] == 0
     assert body(await take(events))["content"] == "y"
@@ -458,9 +459,7 @@ async def test_full_buffer_refuses_upstream_events_loudly(tmp_path):
     from bridge.core import events as ev
 
     sim = SimulatedAccount(SimSettings(listen=None))
-    bridge = Bridge(
-        MemoryBus(), Names("t-buf"), sim, BridgeOptions(event_buffer=1, buffer_wait=0.05)
-    )
+    bridge = Bridge(MemoryBus(), Names("t-buf"), sim, Settings(event_buffer=1, buffer_wait=0.05))
     await bridge.emit(ev.StateChange(params=("init", "loading")))
     with pytest.raises(BufferFull, match="event buffer full"):
         await bridge.emit(ev.StateChange(params=("loading", "scaning")))

@@ -58,6 +58,7 @@ async def wait_count(sink: Sink, n: int, timeout: float) -> None:
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_broker_cut_while_5000_messages_loses_nothing(
     rabbitmq, amqp_ns, tmp_path, proxied_bus
 ):
@@ -93,6 +94,7 @@ async def test_broker_cut_while_5000_messages_loses_nothing(
         await conn.close()
 
 
+@pytest.mark.slow
 async def test_a_full_buffer_refuses_upstream_loudly_and_drops_nothing_silently(
     rabbitmq, amqp_ns, tmp_path, caplog, proxied_bus
 ):

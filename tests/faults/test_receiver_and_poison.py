@@ -30,6 +30,7 @@ from tests.procs import free_port
 pytestmark = pytest.mark.rabbitmq
 
 
+@pytest.mark.slow
 async def test_post_api_receiver_down_then_back_gets_everything_in_order(
     rabbitmq, amqp_ns, tmp_path
 ):

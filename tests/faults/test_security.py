@@ -56,6 +56,7 @@ async def test_stop_client_and_relogin_are_refused_without_the_token(ns):
 
 
 @pytest.mark.rabbitmq
+@pytest.mark.slow
 def test_no_secret_reaches_the_logs(rabbitmq, tmp_path):
     # A broker password, an access token and a OneBot token, with debug logging on.
     env = bridge_env(

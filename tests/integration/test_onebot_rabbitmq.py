@@ -10,8 +10,9 @@ import msgspec
 import pytest
 
 from bridge.bus.amqp import AmqpBus
+from bridge.config import Settings
 from bridge.core.routing import Names
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import Bridge
 from bridge.upstream.onebot.account import OneBotAccount
 from tests.fake_onebot import FakeOneBot
 from tests.onebot.conftest import onebot_settings
@@ -28,7 +29,7 @@ async def test_group_message_in_and_send_command_out(rabbitmq, amqp_ns, aiohttp_
         bus,
         Names(amqp_ns),
         OneBotAccount(onebot_settings(url)),
-        BridgeOptions(send_interval=0, send_interval_per_target=0),
+        Settings(send_interval=0, send_interval_per_target=0),
     )
     task = asyncio.create_task(bridge.run())
     conn = await aio_pika.connect(rabbitmq)
@@ -95,7 +96,7 @@ async def test_onebot_disconnect_and_reconnect_on_rabbitmq(rabbitmq, amqp_ns, ai
     server = await aiohttp_server(fake.app())
     url = str(server.make_url("/")).replace("http", "ws", 1)
     bus = await AmqpBus.connect(rabbitmq, name="onebot-drop", retry_seconds=5)
-    bridge = Bridge(bus, Names(amqp_ns), OneBotAccount(onebot_settings(url)), BridgeOptions())
+    bridge = Bridge(bus, Names(amqp_ns), OneBotAccount(onebot_settings(url)), Settings())
     task = asyncio.create_task(bridge.run())
     conn = await aio_pika.connect(rabbitmq)
     try:

@@ -159,7 +159,8 @@ async def test_undecodable_command_goes_to_dead_letters_and_bridge_keeps_serving
     assert letter.body == b'{"command":"send_group_message","uid":"x"'
     assert letter.message_id == "poison-1"
     assert "invalid command" in letter.headers["x-openqq-reason"]
-    assert letter.headers["x-openqq-queue"] == "send.default"
+    assert letter.headers["x-openqq-queue"] == f"{ns}.default.send"
+    assert letter.headers["x-openqq-routing-key"] == "send.default"
     error = msgspec.json.decode((await get_one(replies)).body)
     assert error["code"] == -10 and "invalid command" in error["status"]
     await command(

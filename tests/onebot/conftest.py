@@ -13,9 +13,10 @@ import pytest
 from bridge.bus.base import Delivery
 from bridge.bus.memory import MemoryBus
 from bridge.bus.rpc import RpcClient
+from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core.routing import Names
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import Bridge
 from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.settings import OneBotSettings
 from tests.adapter.conftest import subscribe_all
@@ -69,7 +70,7 @@ async def ob(fake: FakeOneBot, aiohttp_server, ns, onebot_options) -> AsyncItera
     bus, probe = MemoryBus(shared.broker), MemoryBus(shared.broker)
     events = await subscribe_all(probe, ns)
     account = OneBotAccount(onebot_settings(fake.url, **onebot_options))
-    bridge = Bridge(bus, Names(ns), account, BridgeOptions(control_delay=0.05, ready_wait=3))
+    bridge = Bridge(bus, Names(ns), account, Settings(ready_wait=3), control_delay=0.05)
     task = asyncio.create_task(bridge.run())
     rpc = RpcClient(probe, Names(ns))
     try:

@@ -53,8 +53,9 @@ async def test_states_login_and_contacts(ob: OB):
 
 async def test_the_state_sequence_is_published(fake: FakeOneBot, aiohttp_server, ns):
     from bridge.bus.memory import MemoryBus
+    from bridge.config import Settings
     from bridge.core.routing import Names
-    from bridge.service import Bridge, BridgeOptions
+    from bridge.service import Bridge
     from tests.adapter.conftest import subscribe_all
 
     server = await aiohttp_server(fake.app())
@@ -62,7 +63,7 @@ async def test_the_state_sequence_is_published(fake: FakeOneBot, aiohttp_server,
     shared = MemoryBus()
     events = await subscribe_all(MemoryBus(shared.broker), ns)
     bridge = Bridge(
-        MemoryBus(shared.broker), Names(ns), OneBotAccount(onebot_settings(url)), BridgeOptions()
+        MemoryBus(shared.broker), Names(ns), OneBotAccount(onebot_settings(url)), Settings()
     )
     task = asyncio.create_task(bridge.run())
     await asyncio.wait_for(bridge.started.wait(), 10)
@@ -478,7 +479,7 @@ async def test_failed_actions_become_openqq_errors_and_risk_control_is_reported(
 async def test_a_send_that_times_out_fails_and_is_not_retried(ob: OB):
     ob.fake.script["send_group_msg"] = lambda _p: None  # never answers
     reply = await ob.call(c.SendGroupMessage(uid=67890, content="slow"), timeout=10)
-    assert (reply["code"], reply["status"]) == (-3, "发送失败")
+    assert (reply["code"], reply["status"]) == (-3, "发送结果未知")
     assert "may have been delivered" in reply["info"]
     await ob.fake.next_action("send_group_msg")
     await asyncio.sleep(0.3)

@@ -1,6 +1,9 @@
+import re
+from typing import get_type_hints
+
 import pytest
 
-from bridge.config import load_settings
+from bridge.config import HELP, Settings, env_name, load_settings, unknown_variables
 from bridge.errors import ConfigError
 
 
@@ -55,3 +58,82 @@ def test_password_never_in_repr():
     s = load_settings(env={"AMQP_URL": "amqp://bot:s3cret@mq:5672/"})
     assert "s3cret" not in repr(s)
     assert "amqp://bot:***@mq:5672/" in repr(s)
+
+
+def test_prefetch_beyond_an_amqp_short_is_refused_with_the_value():
+    # basic.qos prefetch-count is an AMQP short: 100000 crashed the bridge after login.
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"OPENQQ_PREFETCH": "100000"})
+    assert str(err.value) == (
+        "setting 'prefetch' (environment OPENQQ_PREFETCH): 100000 is out of range 1..65535"
+    )
+
+
+def test_range_errors_from_a_file_show_the_value(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("rpc_timeout = 0\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert str(err.value) == (
+        f"setting 'rpc_timeout' (config file {cfg}): 0 is out of range > 0 and <= 3600"
+    )
+
+
+def test_type_errors_show_the_value():
+    with pytest.raises(ConfigError, match=r"OPENQQ_PREFETCH\): 'many': Expected `int`"):
+        load_settings(env={"OPENQQ_PREFETCH": "many"})
+
+
+HINTS = get_type_hints(Settings, include_extras=True)
+# Retcodes are only compared with what the implementation answers, never sent anywhere.
+NUMERIC = [
+    f for f in HELP if re.search(r"\b(int|float)\b", str(HINTS[f])) and f != "onebot_risk_retcodes"
+]
+
+
+@pytest.mark.parametrize("field", NUMERIC)
+def test_every_numeric_setting_has_an_upper_bound(field):
+    # Unbounded values reach asyncio, aiohttp and AMQP fields that overflow or hang forever.
+    values = ["1000000000000", "inf"] if "float" in str(HINTS[field]) else ["1000000000000"]
+    for value in values:
+        with pytest.raises(ConfigError, match=f"setting '{field}'.*: {value} is out of range"):
+            load_settings(env={env_name(field): value})
+
+
+def test_the_numeric_settings_are_found():
+    assert {"prefetch", "rpc_timeout", "send_interval", "max_request_bytes"} <= set(NUMERIC)
+
+
+def test_secrets_never_appear_in_errors():
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"AMQP_URL": "http://guest:hunter2@h/"})
+    assert "hunter2" not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"OPENQQ_POST_API": "ftp://h/x?token=hunter2"})
+    assert "hunter2" not in str(err.value)
+    assert "'ftp://h/x'" in str(err.value)
+
+
+def test_a_misspelled_variable_is_named_with_the_closest_setting():
+    env = {
+        "OPENQQ_PREFECTH": "10",
+        "OPENQQ_AMQP_URL": "amqp://h/",
+        "OPENQQ_ZZZ": "1",
+        "OPENQQ_PREFETCH": "5",
+        "OPENQQ_BROKER_PASSWORD": "compose uses it",
+        "HOME": "/",
+    }
+    assert unknown_variables(env) == [
+        "environment variable OPENQQ_AMQP_URL is not a setting and is ignored;"
+        " did you mean AMQP_URL?",
+        "environment variable OPENQQ_PREFECTH is not a setting and is ignored;"
+        " did you mean OPENQQ_PREFETCH?",
+        "environment variable OPENQQ_ZZZ is not a setting and is ignored; see openqq-bridge --help",
+    ]
+
+
+def test_an_unknown_file_key_names_the_closest_setting(tmp_path):
+    bad = tmp_path / "a.toml"
+    bad.write_text("prefech = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown setting 'prefech'; did you mean prefetch\?"):
+        load_settings(bad, env={})

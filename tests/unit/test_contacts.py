@@ -91,3 +91,16 @@ def test_basic_group_has_no_members():
     g = must(book().find_group(uid=67890))
     assert not hasattr(basic(g), "member")
     assert basic(g).uid == 67890
+
+
+def test_member_name_is_friend_markname_then_card_then_nick():
+    b = book()
+    g = must(b.find_group(uid=67890))
+    # A friend with a markname ("xxx") who has a group card ("小测"): the markname.
+    assert b.member_name(must(b.find_member(g, uid=1234567))) == "xxx"
+    # A friend without a markname: the card, else the nick.
+    assert b.member_name(must(b.find_member(g, uid=456789))) == "灰灰"
+    carded = GroupMember(id=2372835507, uid=456789, name="灰灰", card="灰卡")
+    assert b.member_name(carded) == "灰卡"
+    # Not a friend: card, else nick.
+    assert b.member_name(must(b.find_member(g, uid=88888))) == "路人甲"

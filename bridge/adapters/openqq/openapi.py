@@ -18,7 +18,7 @@ LOOKUP = {
     "name": "exact name",
     "displayname": "markname if set, else name",
 }
-CONTENT = {"content": "message text (empty: error -5)"}
+CONTENT = {"content": f"message text (empty or over {c.MAX_CONTENT} characters: error -5 发送失败)"}
 ASYNC = {"async": "anything but missing, empty or 0: answer at once, send in the background"}
 GROUP = {"group_id": "group id", "group_uid": "group number"}
 MEMBERS = {
@@ -32,8 +32,10 @@ PARAMS: dict[str, dict[str, str]] = {
     "send_sess_message": GROUP
     | {"discuss_id": "discuss id", "id": "member id", "uid": "member QQ number"}
     | CONTENT,
-    "search_friend": dict.fromkeys(sorted(FRIEND_SEARCH), "exact value (text comparison)"),
-    "search_group": dict.fromkeys(sorted(GROUP_SEARCH), "exact value (text comparison)"),
+    "search_friend": dict.fromkeys(sorted(FRIEND_SEARCH), "exact value (text comparison)")
+    | {"type": "friend (alone: every friend)"},
+    "search_group": dict.fromkeys(sorted(GROUP_SEARCH), "exact value (text comparison)")
+    | {"type": "group (alone: every group)", "number": "group number (as uid)"},
     "kick_group_member": GROUP | MEMBERS,
     "shutup_group_member": GROUP
     | MEMBERS

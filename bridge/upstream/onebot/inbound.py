@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from bridge.core import events as ev
+from bridge.core.contacts import member_name
 from bridge.core.model import Friend, GroupMember, display_name, member_display
 from bridge.upstream.onebot.book import Book
 from bridge.upstream.onebot.errors import BadFrame
@@ -120,7 +121,7 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
         return ev.ReceivedGroupMessage(
             **common,
             content=content,
-            sender=member_display(m),
+            sender=member_name(m, book.friends),
             sender_id=m.id,
             sender_uid=m.uid,
             receiver=member_display(mine) if mine else me.name,

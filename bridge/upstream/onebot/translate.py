@@ -172,7 +172,7 @@ def user_of(info: OBLoginInfo, sex: str = "") -> User:
     return User(
         id=info.user_id,
         uid=info.user_id,
-        account=str(info.user_id),
+        account=info.user_id,
         name=info.nickname,
         sex=sex if sex in ("male", "female") else "",
     )

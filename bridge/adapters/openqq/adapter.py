@@ -12,27 +12,20 @@ import asyncio
 import ipaddress
 import logging
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 import aiohttp
 from aiohttp import web
 
-from bridge.adapters.openqq.app import ApiOptions, OpenqqApi
+from bridge.adapters.openqq.app import OpenqqApi
 from bridge.adapters.openqq.check_event import EventBuffer
+from bridge.adapters.openqq.httpserver import RawTargetRunner
 from bridge.adapters.openqq.jsonfmt import legacy
-from bridge.adapters.openqq.post_api import (
-    PostApiForwarder,
-    PostApiOptions,
-    http_headers,
-    where,
-)
+from bridge.adapters.openqq.post_api import STOP_GRACE, PostApiForwarder, http_headers, where
 from bridge.adapters.openqq.replica import ContactReplica
 from bridge.bus.base import Bus, Delivery, Subscription
 from bridge.bus.rpc import RpcClient
 from bridge.bus.topology import declare_exchanges
-from bridge.config import DEFAULT_EVENTS
+from bridge.config import Settings, parse_hostport
 from bridge.core import commands as c
 from bridge.core.routing import Names
 from bridge.netutil import start_site
@@ -44,29 +37,6 @@ RECORDABLE_PREFIXES = ("new_", "lose_")
 RECORDABLE_SUFFIX = "_property_change"
 MAX_LINE = 64 * 1024
 MAX_FIELD = 16 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class AdapterOptions:
-    """Everything the adapter process needs besides the bus."""
-
-    account: str = "default"
-    listen: tuple[str, int] = ("127.0.0.1", 5000)
-    access_token: str | None = None
-    max_request_bytes: int = 1 << 20
-    rpc_timeout: float = 30.0
-    shutup_unit: Literal["seconds", "minutes"] = "seconds"
-    check_event_size: int = 20
-    check_event_timeout: float = 30.0
-    post_api: str | None = None
-    post_event: bool = True
-    post_event_list: Sequence[str] = field(default=DEFAULT_EVENTS)
-    post_stdout: bool = False
-    post_api_retry_seconds: float = 600.0
-    post_api_timeout: float = 120.0
-    post_api_retry_wait: float = 0.5
-    poll_api: str | None = None
-    poll_interval: float = 5.0
 
 
 def is_loopback(host: str) -> bool:
@@ -82,26 +52,17 @@ def is_loopback(host: str) -> bool:
 class OpenqqAdapter:
     """Runs the Openqq HTTP API for one account."""
 
-    def __init__(self, bus: Bus, names: Names, opts: AdapterOptions) -> None:
+    def __init__(
+        self, bus: Bus, names: Names, opts: Settings, *, post_api_retry_wait: float = 0.5
+    ) -> None:
         self.bus = bus
         self.names = names
         self.opts = opts
+        self._post_api_retry_wait = post_api_retry_wait
         self.rpc = RpcClient(bus, names)
         self.replica = ContactReplica(self.rpc, opts.account, timeout=opts.rpc_timeout)
-        self.buffer = EventBuffer(opts.check_event_size)
-        self.api = OpenqqApi(
-            self.rpc,
-            self.replica,
-            self.buffer,
-            ApiOptions(
-                account=opts.account,
-                access_token=opts.access_token,
-                check_event_timeout=opts.check_event_timeout,
-                rpc_timeout=opts.rpc_timeout,
-                shutup_unit=opts.shutup_unit,
-                max_request_bytes=opts.max_request_bytes,
-            ),
-        )
+        self.buffer = EventBuffer(opts.check_event_list_max_size)
+        self.api = OpenqqApi(self.rpc, self.replica, self.buffer, opts)
         self.forwarder: PostApiForwarder | None = None
         self._intake: Subscription | None = None
         self._runner: web.AppRunner | None = None
@@ -127,16 +88,9 @@ class OpenqqAdapter:
             self.forwarder = PostApiForwarder(
                 self.bus,
                 self.names,
-                self.opts.account,
-                PostApiOptions(
-                    url=self.opts.post_api,
-                    post_event=self.opts.post_event,
-                    post_event_list=self.opts.post_event_list,
-                    retry_seconds=self.opts.post_api_retry_seconds,
-                    timeout=self.opts.post_api_timeout,
-                    retry_wait=self.opts.post_api_retry_wait,
-                ),
+                self.opts,
                 self._cast,
+                retry_wait=self._post_api_retry_wait,
             )
             await self.forwarder.start()
         if self.opts.poll_api:
@@ -144,10 +98,17 @@ class OpenqqAdapter:
         await self._listen()
 
     async def _listen(self) -> None:
-        host, port = self.opts.listen
+        host, port = parse_hostport(self.opts.listen, "listen")
         # Legacy callers send whole messages in GET query strings.
         self._runner, self.bound = await start_site(
-            self.api.app(), host, port, "listen", max_line_size=MAX_LINE, max_field_size=MAX_FIELD
+            self.api.app(),
+            host,
+            port,
+            "listen",
+            RawTargetRunner,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_FIELD,
+            shutdown_timeout=STOP_GRACE,
         )
         log.info(
             "Openqq API on http://%s:%d/openqq/ for account %s", *self.bound, self.opts.account
@@ -160,7 +121,10 @@ class OpenqqAdapter:
             )
 
     async def stop(self) -> None:
-        """Stop serving, then post_api, the heartbeat and the subscriptions."""
+        """Answer pending calls, stop serving, then post_api, the heartbeat, subscriptions."""
+        # Callers waiting for the bridge are answered now (result unknown), not after
+        # rpc_timeout; requests still in progress after STOP_GRACE are cut.
+        self.rpc.abort_pending()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
