@@ -15,11 +15,11 @@ import pytest
 from bridge.adapters.onebot.face import OneBotFace
 from bridge.bus.amqp import AmqpBus
 from bridge.bus.base import Delivery
-from bridge.bus.topology import declare_exchanges
 from bridge.config import Settings
 from bridge.core.routing import Names
 from bridge.service import Bridge
 from bridge.upstream.sim import SimulatedAccount
+from tests.adapter.conftest import subscribe_all
 from tests.conftest import ACCOUNT, delete_namespace, running_bridge, sim_url
 
 #: The simulated account's QQ number, a group it is in and a member of that group.
@@ -59,21 +59,6 @@ class Env:
                 d = await self.events.get()
                 if d.routing_key.startswith("send_message.") and text.encode() in d.body:
                     return d
-
-
-async def subscribe(bus: AmqpBus, ns: str) -> asyncio.Queue[Delivery]:
-    names = Names(ns)
-    await declare_exchanges(bus, names)
-    q = await bus.declare_queue("", exclusive=True)
-    await bus.bind(q, names.events, "#")
-    got: asyncio.Queue[Delivery] = asyncio.Queue()
-
-    async def on(d: Delivery) -> None:
-        await d.ack()
-        await got.put(d)
-
-    await bus.consume(q, on, prefetch=1000)
-    return got
 
 
 @asynccontextmanager
@@ -116,7 +101,7 @@ async def face_env(
         await AmqpBus.connect(rabbitmq, name=request.node.nodeid, retry_seconds=5) for _ in range(3)
     ]
     try:
-        events = await subscribe(buses[2], ns)
+        events = await subscribe_all(buses[2], ns)
         async with (
             running_bridge(buses[0], ns, tmp_path) as (bridge, sim),
             running_face(buses[1], ns, **face_options) as face,

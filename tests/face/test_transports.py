@@ -170,42 +170,27 @@ async def receiver(aiohttp_server: Any) -> Receiver:
 async def test_http_post_signature_and_quick_reply(
     rabbitmq: str, ns: str, tmp_path: Any, request: pytest.FixtureRequest, receiver: Receiver
 ) -> None:
-    from bridge.bus.amqp import AmqpBus
-    from tests.conftest import delete_namespace, running_bridge
-    from tests.face.conftest import delete_bot_queues, running_face, subscribe
+    from tests.face.conftest import face_env
 
     receiver.answer = b'{"reply": "pong", "at_sender": false}'
-    buses = [
-        await AmqpBus.connect(rabbitmq, name=request.node.nodeid, retry_seconds=5) for _ in range(3)
-    ]
-    try:
-        events = await subscribe(buses[2], ns)
-        async with (
-            running_bridge(buses[0], ns, tmp_path) as (_bridge, sim),
-            running_face(
-                buses[1],
-                ns,
-                onebot_server_post=[f"hook={receiver.url}"],
-                onebot_server_secret="k3y",
-            ) as face,
-        ):
-            assert face.bound
-            env = Env(_bridge, sim, face, events, "", rabbitmq, ns, tmp_path)
-            await env.inject("ping")
-            async with asyncio.timeout(15):
-                while True:
-                    headers, body = await receiver.got.get()
-                    if b'"post_type":"message"' in body:
-                        break
-            sig = "sha1=" + hmac.new(b"k3y", body, hashlib.sha1).hexdigest()
-            assert headers["X-Signature"] == sig
-            assert headers["X-Self-ID"] == str(SELF_ID)
-            await env.sent("pong")
-    finally:
-        for b in buses:
-            await b.close()
-        await delete_namespace(rabbitmq, ns)
-        await delete_bot_queues(rabbitmq, ns)
+    async with face_env(
+        rabbitmq,
+        ns,
+        tmp_path,
+        request,
+        onebot_server_post=[f"hook={receiver.url}"],
+        onebot_server_secret="k3y",
+    ) as env:
+        await env.inject("ping")
+        async with asyncio.timeout(15):
+            while True:
+                headers, body = await receiver.got.get()
+                if b'"post_type":"message"' in body:
+                    break
+        sig = "sha1=" + hmac.new(b"k3y", body, hashlib.sha1).hexdigest()
+        assert headers["X-Signature"] == sig
+        assert headers["X-Self-ID"] == str(SELF_ID)
+        await env.sent("pong")
 
 
 @pytest.mark.parametrize("face_options", [{"heartbeat_seconds": 0.2}])

@@ -313,7 +313,7 @@ class OneBotFace:
                 feed = self._feed(bot)
                 await feed.declare()
             await ws.prepare(request)
-            await self._session_loop(_ServerSocket(ws), feed)
+            await self._session_loop(_WebSocket(ws), feed)
             return ws
 
         return handler
@@ -447,7 +447,7 @@ class OneBotFace:
                 ) as ws:
                     failures = 0
                     log.info("reverse WebSocket to %s connected", _where(target.url))
-                    await self._session_loop(_ClientSocket(ws), self._feed(target.bot))
+                    await self._session_loop(_WebSocket(ws), self._feed(target.bot))
                     log.info("reverse WebSocket to %s closed", _where(target.url))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if failures == 0:
@@ -566,25 +566,10 @@ class _Socket(Protocol):
         ...
 
 
-class _ServerSocket:
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self._ws = ws
+class _WebSocket:
+    """A server or client WebSocket as a :class:`_Socket` (both have the same calls)."""
 
-    async def send(self, text: str) -> None:
-        if self._ws.closed:
-            raise ConnectionError("the bot closed the WebSocket")
-        await self._ws.send_str(text)
-
-    async def frames(self) -> AsyncIterator[str]:
-        async for msg in self._ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                yield msg.data
-            elif msg.type == aiohttp.WSMsgType.ERROR:
-                return
-
-
-class _ClientSocket:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
         self._ws = ws
 
     async def send(self, text: str) -> None:
