@@ -271,3 +271,16 @@ async def test_async_suffix_resolves(actions: Actions) -> None:
     with pytest.raises(ActionError):
         actions.resolve("nothing_async")
     await asyncio.sleep(0)
+
+
+async def test_reads_wait_for_the_contacts_then_give_up(actions: Actions) -> None:
+    replica = actions._replica
+    replica.ready.clear()
+    asyncio.get_running_loop().call_soon(replica.ready.set)
+    out = await call(actions, "get_login_info", {})
+    assert out["status"] == "ok"
+    replica.ready.clear()
+    actions._timeout = 0.01
+    out = await call(actions, "get_friend_list", {})
+    assert (out["status"], out["retcode"]) == ("failed", 200)
+    assert "still loading" in out["wording"]

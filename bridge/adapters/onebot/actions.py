@@ -13,6 +13,7 @@ the bus cannot carry), 200 the bus did not answer in time (the result is unknown
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 from collections.abc import Awaitable, Callable, Mapping
@@ -333,8 +334,14 @@ class Actions:
 
     # --- reads from the replica --------------------------------------------------------
     async def _ready(self) -> None:
-        if not self._replica.ready.is_set():
-            raise ActionError(RETCODE_UNKNOWN_RESULT, "the contact list is still loading")
+        # Right after a start the contacts are still coming from the bridge: wait for them
+        # (as long as a command would wait) rather than answer a bot with an error.
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._replica.ready.wait()
+        except TimeoutError as exc:
+            msg = f"the contact list is still loading after {self._timeout:g}s"
+            raise ActionError(RETCODE_UNKNOWN_RESULT, msg) from exc
 
     async def get_login_info(self, _params: Mapping[str, Any]) -> Json:
         """``get_login_info``: the account's QQ number and nickname."""
