@@ -68,6 +68,8 @@ def _settings_help() -> str:
     lines = ["settings (TOML file keys; environment variables win over the file):"]
     for field, text in HELP.items():
         default = getattr(Settings(), field)
+        if isinstance(default, bool):
+            default = str(default).lower()  # as TOML and the environment write it
         shown = "" if default in (None, "") else f" [default: {default}]"
         limits = allowed_range(field)
         shown += f" [range: {limits}]" if limits else ""
