@@ -35,9 +35,10 @@ from bridge.config import (
 from bridge.core.ports import Upstream
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
+from bridge.role import AlwaysActive, Role
 from bridge.service import Bridge
 from bridge.showmsg import show
-from bridge.store import DoneStore
+from bridge.store import CommandRecord, SqliteRecord
 from bridge.upstream.onebot.client import OneBotAccount, OneBotSettings
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 
@@ -264,6 +265,12 @@ async def _serve_adapter(settings: Settings) -> None:
         await bus.close()
 
 
+def _record_and_role(settings: Settings) -> tuple[CommandRecord, Role]:
+    """The command record (SQLite in data_dir) and the role (always active)."""
+    path = settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite"
+    return SqliteRecord(path, ttl=settings.idempotency_hours * 3600), AlwaysActive()
+
+
 async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     names = Names(settings.namespace)
     files = ClientFiles(
@@ -276,32 +283,45 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_RUNNING
-    store = DoneStore(
-        settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite",
-        ttl=settings.idempotency_hours * 3600,
-    )
     bus: Bus | None = None
     adapter: OpenqqAdapter | None = None
+    record: CommandRecord | None = None
     try:
         bus = await _connect(settings, "bridge")
-        upstream = make_upstream(settings, files)
-        bridge = Bridge(
-            bus,
-            names,
-            upstream,
-            settings,
-            store=store,
-            files=files,
-            show=show if settings.show_message else None,
-        )
-        _on_signals(bridge.request_stop)
+        record, role = _record_and_role(settings)
+        stopping = asyncio.Event()
+        current: list[Bridge] = []
+
+        def stop() -> None:
+            stopping.set()
+            for b in current:
+                b.request_stop()
+
+        _on_signals(stop)
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.
             adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
             adapter = OpenqqAdapter(adapter_bus, names, settings)
             await declare_exchanges(bus, names)
             await adapter.start()
-        await bridge.run()
+        while True:
+            bridge = Bridge(
+                bus,
+                names,
+                make_upstream(settings, files),
+                settings,
+                record=record,
+                role=role,
+                files=files,
+                show=show if settings.show_message else None,
+            )
+            current[:] = [bridge]
+            if stopping.is_set():
+                break
+            await bridge.run()
+            if not bridge.demoted or stopping.is_set():
+                break
+            # Another bridge took the account over: start again, as a standby.
         if adapter is not None and adapter.forwarder is not None:
             # The original posts state_change [running, stop] and stop before it exits.
             await adapter.forwarder.drain(bridge.stop_reports)
@@ -311,6 +331,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await adapter.stop()
         if bus is not None:
             await bus.close()
-        store.close()
+        if record is not None:
+            await record.close()
         files.release()
     return 0

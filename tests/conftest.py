@@ -22,7 +22,7 @@ from bridge.config import Settings
 from bridge.core.commands import QUEUE_KINDS
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.store import DoneStore
+from bridge.store import CommandRecord
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 from tests.fakes import WebhookRecorder
 from tests.proxy import TcpProxy
@@ -146,7 +146,7 @@ async def running_bridge(
     ns: str,
     tmp_path: Path,
     *,
-    store: DoneStore | None = None,
+    record: CommandRecord | None = None,
     **options: object,
 ) -> AsyncIterator[tuple[Bridge, SimulatedAccount]]:
     """A bridge with a simulated account (control endpoint on a free port), running."""
@@ -159,7 +159,7 @@ async def running_bridge(
         Names(ns),
         sim,
         opts,
-        store=store,
+        record=record,
         files=ClientFiles(tmp_path, ACCOUNT),
         control_delay=0.05,
     )

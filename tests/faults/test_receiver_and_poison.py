@@ -22,7 +22,7 @@ from bridge.bus.memory import MemoryBus
 from bridge.bus.topology import declare_account
 from bridge.core.commands import CODE_INVALID_COMMAND
 from bridge.core.routing import Names
-from bridge.store import DoneStore
+from bridge.store import SqliteRecord
 from tests.conftest import running_adapter, running_bridge, sim_url
 from tests.fakes import WebhookRecorder
 from tests.procs import free_port
@@ -225,10 +225,10 @@ def test_any_command_body_is_answered_and_settled_exactly_once(body: bytes):
 
         await bus.consume(replies, on, prefetch=0, auto_ack=True)
 
-        async def execute(_cmd):
+        async def execute(_cmd, _handover):
             return {"code": 0, "status": "ok"}
 
-        server = CommandServer(bus, names, "default", execute, DoneStore(None))
+        server = CommandServer(bus, names, "default", execute, SqliteRecord(None))
         d = _Delivery(body)
         await server._handle(d)  # type: ignore[arg-type]
         await asyncio.sleep(0)
