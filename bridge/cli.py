@@ -20,7 +20,9 @@ from bridge import __version__
 from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
+from bridge.bus.lease import BrokerLease
 from bridge.bus.memory import MemoryBus
+from bridge.bus.record import StreamRecord
 from bridge.bus.topology import declare_account, declare_exchanges
 from bridge.clientfiles import ClientFiles
 from bridge.config import (
@@ -35,6 +37,7 @@ from bridge.config import (
 from bridge.core.ports import Upstream
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
+from bridge.executor import active_id
 from bridge.role import AlwaysActive, Role
 from bridge.service import Bridge
 from bridge.showmsg import show
@@ -265,8 +268,16 @@ async def _serve_adapter(settings: Settings) -> None:
         await bus.close()
 
 
-def _record_and_role(settings: Settings) -> tuple[CommandRecord, Role]:
-    """The command record (SQLite in data_dir) and the role (always active)."""
+def _record_and_role(settings: Settings, names: Names, bus: Bus) -> tuple[CommandRecord, Role]:
+    """On RabbitMQ: the replicated record and the broker lease; embedded: SQLite, always active."""
+    if isinstance(bus, AmqpBus):
+        record = StreamRecord(
+            bus, names.record_stream(settings.account), hours=settings.idempotency_hours
+        )
+        role = BrokerLease(
+            bus, names.active_queue(settings.account), settings.queue_type, me=active_id()
+        )
+        return record, role
     path = settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite"
     return SqliteRecord(path, ttl=settings.idempotency_hours * 3600), AlwaysActive()
 
@@ -288,7 +299,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     record: CommandRecord | None = None
     try:
         bus = await _connect(settings, "bridge")
-        record, role = _record_and_role(settings)
+        record, role = _record_and_role(settings, names, bus)
         stopping = asyncio.Event()
         current: list[Bridge] = []
 

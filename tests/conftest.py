@@ -63,6 +63,8 @@ async def delete_namespace(url: str, ns: str, accounts: tuple[str, ...] = (ACCOU
         for account in accounts:
             for queue in [names.command_queue(account, k) for k in QUEUE_KINDS] + [
                 names.dead_queue(account),
+                names.active_queue(account),
+                names.record_stream(account),
                 f"{ns}.{account}.post_api",
             ]:
                 ch = await conn.channel()
