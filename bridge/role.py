@@ -24,6 +24,9 @@ class Role(Protocol):
     async def wait_lost(self) -> None:
         """Return once this bridge no longer holds the role (never, for AlwaysActive)."""
 
+    async def wait_candidate(self) -> None:
+        """Return once this bridge can be given the role again (its broker connection is up)."""
+
     def holds(self) -> bool:
         """Whether this bridge holds the role now."""
         ...
@@ -50,6 +53,9 @@ class AlwaysActive:
 
     async def wait_lost(self) -> None:
         await self._never.wait()
+
+    async def wait_candidate(self) -> None:
+        """Always a candidate."""
 
     def holds(self) -> bool:
         return True

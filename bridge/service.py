@@ -223,30 +223,55 @@ class Bridge:
         self.outbox.hold()
         await self.server.stop(grace=2.0)
         self.started.clear()
-        acquire = self._spawn(self.role.acquire(), "reacquire")
-        await asyncio.wait(
-            {acquire, upstream, stop}, timeout=self.role_grace, return_when=asyncio.FIRST_COMPLETED
-        )
-        acquire.cancel()
+        if not await self._reacquire(upstream, stop):
+            if upstream.done() or stop.done():
+                return True
+            log.warning(
+                "bridge %s is standby for account %s: another bridge took over;"
+                " stopping the upstream, %d unpublished event(s) dropped",
+                active_id(),
+                self.account,
+                self.outbox.discard(),
+            )
+            self.demoted = True
+            self._quiet = True
+            return False
         if self.role.holds():
             log.info("bridge %s is active again for account %s", active_id(), self.account)
             # Another bridge may have written to the record meanwhile.
             await self.record.load()
             self.server = self._command_server()
             self.outbox.release()
-            return True
-        if upstream.done() or stop.done():
-            return True
-        log.warning(
-            "bridge %s is standby for account %s: another bridge took over;"
-            " stopping the upstream, %d unpublished event(s) dropped",
-            active_id(),
-            self.account,
-            self.outbox.discard(),
-        )
-        self.demoted = True
-        self._quiet = True
-        return False
+        return True
+
+    async def _reacquire(self, upstream: asyncio.Task[Any], stop: asyncio.Task[Any]) -> bool:
+        """Wait for the role; False when the broker is back for ``role_grace`` without it."""
+        acquire = self._spawn(self.role.acquire(), "reacquire")
+        try:
+            while True:
+                # However long the broker is away: nobody else can be active through it.
+                back = self._spawn(self.role.wait_candidate(), "candidate")
+                await asyncio.wait(
+                    {acquire, back, upstream, stop}, return_when=asyncio.FIRST_COMPLETED
+                )
+                back.cancel()
+                if acquire.done() or upstream.done() or stop.done():
+                    return acquire.done()
+                # Connected again: the token comes within seconds unless another bridge has it.
+                await asyncio.wait(
+                    {acquire, upstream, stop},
+                    timeout=self.role_grace,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if acquire.done() or upstream.done() or stop.done():
+                    return acquire.done()
+                back = self._spawn(self.role.wait_candidate(), "candidate")
+                await asyncio.sleep(0)
+                if back.done():
+                    return False
+                back.cancel()  # the connection dropped again meanwhile: keep waiting
+        finally:
+            acquire.cancel()
 
     async def _shutdown(
         self,

@@ -55,6 +55,8 @@ class BrokerLease:
         self._tag: str | None = None
         self._held = asyncio.Event()
         self._lost = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._connected.set()
         self._released = False
 
     async def join(self) -> None:
@@ -79,10 +81,15 @@ class BrokerLease:
             except PublishFailed as exc:
                 log.warning("lease token for %s not published (%s)", self.queue_name, exc)
         self._bus.connection.close_callbacks.add(self._on_close)
+        self._bus.connection.reconnect_callbacks.add(self._on_reconnect)
         ch.close_callbacks.add(self._on_close)
         self._tag = await q.consume(self._on_token, no_ack=False)
 
+    def _on_reconnect(self, *_: object) -> None:
+        self._connected.set()
+
     def _on_close(self, *_: object) -> None:
+        self._connected.clear()
         if self._held.is_set():
             self._held.clear()
             self._lost.set()
@@ -105,6 +112,9 @@ class BrokerLease:
     async def wait_lost(self) -> None:
         await self._lost.wait()
 
+    async def wait_candidate(self) -> None:
+        await self._connected.wait()
+
     def holds(self) -> bool:
         return self._held.is_set()
 
@@ -125,6 +135,7 @@ class BrokerLease:
         self._released = True
         self._held.clear()
         self._bus.connection.close_callbacks.discard(self._on_close)
+        self._bus.connection.reconnect_callbacks.discard(self._on_reconnect)
         ch, self._channel = self._channel, None
         if ch is None or ch.is_closed:
             return
