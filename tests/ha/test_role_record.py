@@ -22,6 +22,7 @@ from bridge.core.routing import Names
 from bridge.service import Bridge
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 from tests.conftest import ACCOUNT, sim_url
+from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -175,3 +176,76 @@ async def test_a_standby_is_passive_and_a_clean_stop_hands_over_without_a_stop(
                 assert "event.login.default" in keys[before:], "the new active did not log in"
     finally:
         await consumer.close()
+
+
+async def test_an_active_that_loses_its_broker_stops_and_steps_down_when_another_took_over(
+    rabbitmq, amqp_ns, tmp_path
+):
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    names = Names(amqp_ns)
+    consumer = await aio_pika.connect(rabbitmq)
+    bus_a = await AmqpBus.connect(
+        f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.2",
+        name="cut-a",
+        retry_seconds=5,
+    )
+    sim_a = SimulatedAccount(
+        SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / "a.png")
+    )
+    a = Bridge(
+        bus_a,
+        names,
+        sim_a,
+        Settings(account=ACCOUNT),
+        record=StreamRecord(bus_a, names.record_stream(ACCOUNT), hours=1),
+        role=BrokerLease(bus_a, names.active_queue(ACCOUNT), "classic", me="a"),
+        role_grace=1.0,
+    )
+    task_a = asyncio.create_task(a.run())
+    try:
+        ch = await consumer.channel()
+        ex = await ch.declare_exchange(
+            f"{amqp_ns}.events", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        q = await ch.declare_queue(exclusive=True)
+        await q.bind(ex, "receive_message.#")
+        contents: list[str] = []
+
+        async def on(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+            contents.append(msgspec.json.decode(msg.body)["content"])
+
+        await q.consume(on, no_ack=True)
+        async with asyncio.timeout(10):
+            await a.started.wait()
+        async with _bridge(rabbitmq, amqp_ns, tmp_path, "b") as (b, _sim_b, _task_b):
+            await asyncio.sleep(0.5)
+            assert not b.started.is_set()
+            proxy.cut()
+            cut = time.monotonic()
+            async with asyncio.timeout(10):
+                await b.started.wait()
+            took = time.monotonic() - cut
+            # A cannot reach the broker: its upstream still takes events, it publishes none.
+            async with aiohttp.ClientSession() as s:
+                r = await s.post(
+                    sim_url(sim_a, "/sim/inject"),
+                    json={"type": "friend_message", "sender_uid": 456789, "content": "late"},
+                )
+                assert r.status == 200
+            proxy.restore()
+            async with asyncio.timeout(20):
+                await task_a
+            await asyncio.sleep(0.5)
+            print(
+                f"FIGURES role lost: standby active {took:.2f}s after the cut; the old active"
+                f" stepped down: {a.demoted}, events it held and dropped: {a.outbox.discarded}"
+            )
+            assert a.demoted and b.started.is_set()
+            assert "late" not in contents, "a bridge that lost its role published later"
+    finally:
+        a.request_stop()
+        await asyncio.gather(task_a, return_exceptions=True)
+        await consumer.close()
+        await bus_a.close()
+        await proxy.close()
