@@ -69,6 +69,7 @@ class StreamRecord:
         # message_id -> (when, reply or None for started)
         self._entries: dict[str, tuple[float, bytes | None]] = {}
         self.loaded = 0
+        self._writes = 0
 
     async def declare(self) -> None:
         """Declare the stream (idempotent)."""
@@ -78,7 +79,8 @@ class StreamRecord:
         """Read every entry up to the end of the stream (a marker appended now)."""
         await self.declare()
         marker = f"marker-{uuid.uuid4().hex}"
-        await self._append("marker", marker, b"", self._write_timeout)
+        # Right after a node died the stream may be electing a leader: wait as long as a load.
+        await self._append("marker", marker, b"", self._load_timeout)
         seen_marker = asyncio.get_running_loop().create_future()
         entries: dict[str, tuple[float, bytes | None]] = {}
         count = 0
@@ -134,10 +136,19 @@ class StreamRecord:
     async def started(self, message_id: str) -> None:
         await self._append("started", message_id, b"", self._write_timeout)
         self._entries.setdefault(message_id, (time.time(), None))
+        self._tick()
 
     async def finish(self, message_id: str, reply: bytes) -> None:
         await self._append("done", message_id, reply, self._finish_timeout)
         self._entries[message_id] = (time.time(), reply)
+        self._tick()
+
+    def _tick(self) -> None:
+        # Forget what the stream itself drops (x-max-age), so memory follows the retention.
+        self._writes += 1
+        if self._writes % 1000 == 0:
+            horizon = time.time() - self._hours * 3600
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= horizon}
 
     async def _append(self, kind: str, message_id: str, body: bytes, seconds: float) -> None:
         """Publish one entry until the broker confirms it; PublishFailed after ``seconds``."""

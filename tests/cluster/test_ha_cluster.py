@@ -25,15 +25,9 @@ import msgspec
 import pytest
 
 from bridge.bus.amqp import AmqpBus
-from bridge.bus.lease import BrokerLease
-from bridge.bus.record import StreamRecord
-from bridge.clientfiles import ClientFiles
-from bridge.config import Settings
-from bridge.core.routing import Names
-from bridge.service import Bridge
-from bridge.upstream.sim import SimSettings, SimulatedAccount
 from tests.cluster.rabbit import Cluster
-from tests.conftest import ACCOUNT, sim_url
+from tests.conftest import ACCOUNT
+from tests.ha.common import ha_bridge, inject_message
 from tests.procs import bridge_env, logs, start, wait_state
 from tests.proxy import TcpProxy
 
@@ -203,20 +197,7 @@ async def test_events_lose_nothing_when_the_bridges_node_is_killed(
         name="ha-events",
         retry_seconds=10,
     )
-    names = Names(ns)
-    sim = SimulatedAccount(
-        SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / "qr.png")
-    )
-    bridge = Bridge(
-        bus,
-        names,
-        sim,
-        Settings(account=ACCOUNT, queue_type="quorum"),
-        record=StreamRecord(bus, names.record_stream(ACCOUNT), hours=1),
-        role=BrokerLease(bus, names.active_queue(ACCOUNT), "quorum", me="ha-events"),
-        files=ClientFiles(tmp_path, ACCOUNT),
-        role_grace=60,
-    )
+    bridge, sim = ha_bridge(bus, ns, tmp_path, me="ha-events", queue_type="quorum", role_grace=60)
     task = asyncio.create_task(bridge.run())
     consumer = await aio_pika.connect_robust(cluster.urls[2])
     n = 1000
@@ -247,11 +228,7 @@ async def test_events_lose_nothing_when_the_bridges_node_is_killed(
                     await asyncio.to_thread(cluster.kill, 1)
                     killed = time.monotonic()
                     proxy.target = ("127.0.0.1", port + 1)
-                r = await s.post(
-                    sim_url(sim, "/sim/inject"),
-                    json={"type": "friend_message", "sender_uid": 456789, "content": str(i)},
-                )
-                refused += r.status != 200
+                refused += await inject_message(s, sim, str(i)) != 200
                 await asyncio.sleep(0.005)
         async with asyncio.timeout(120):
             while len(got) < n - refused:

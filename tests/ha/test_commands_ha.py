@@ -19,32 +19,7 @@ from bridge.core.routing import Names
 from bridge.errors import PublishFailed
 from bridge.store import SqliteRecord
 from tests.conftest import ACCOUNT, running_bridge
-
-
-class _Delivery:
-    """A delivery as a broker would hand it over, recording how it was settled."""
-
-    def __init__(self, body: bytes, message_id: str, *, redelivered: bool = False) -> None:
-        self.body = body
-        self.exchange = "t.commands"
-        self.routing_key = "send.default"
-        self.message_id = message_id
-        self.correlation_id = "c"
-        self.reply_to = "replies"
-        self.type = None
-        self.headers: dict = {}
-        self.redelivered = redelivered
-        self.timestamp = None
-        self.expiration_ms = None
-        self.app_id = None
-        self.content_type = "application/json"
-        self.settled: list[str] = []
-
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def reject(self, *, requeue: bool) -> None:
-        self.settled.append(f"reject requeue={requeue}")
+from tests.fakes import FakeDelivery
 
 
 class _RepliesFailOnce(MemoryBus):
@@ -82,13 +57,13 @@ async def test_a_reply_that_cannot_be_published_is_not_acked_and_the_redelivery_
 
     server = CommandServer(bus, names, ACCOUNT, execute, SqliteRecord(None))
     cmd = msgspec.json.encode({"command": "send_group_message", "uid": 1, "content": "x"})
-    first = _Delivery(cmd, "m-5")
+    first = FakeDelivery(cmd, "m-5")
     await server._on_delivery(first)  # type: ignore[arg-type]
     await asyncio.sleep(0)
     print(f"FIGURES first delivery settled {first.settled}, replies {len(answers)}, runs {runs}")
     assert first.settled == ["reject requeue=True"], "acked although its reply was lost"
     assert answers == []
-    again = _Delivery(cmd, "m-5", redelivered=True)
+    again = FakeDelivery(cmd, "m-5", redelivered=True)
     await server._on_delivery(again)  # type: ignore[arg-type]
     await asyncio.sleep(0)
     assert again.settled == ["ack"]

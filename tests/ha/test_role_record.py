@@ -16,12 +16,11 @@ from bridge.bus.amqp import AmqpBus
 from bridge.bus.base import OutMessage
 from bridge.bus.lease import BrokerLease
 from bridge.bus.record import StreamRecord
-from bridge.clientfiles import ClientFiles
-from bridge.config import Settings
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.upstream.sim import SimSettings, SimulatedAccount
-from tests.conftest import ACCOUNT, sim_url
+from bridge.upstream.sim import SimulatedAccount
+from tests.conftest import ACCOUNT
+from tests.ha.common import ha_bridge, inject_message
 from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
@@ -102,21 +101,7 @@ async def _bridge(
     url: str, ns: str, tmp_path, tag: str
 ) -> AsyncIterator[tuple[Bridge, SimulatedAccount, asyncio.Task[None]]]:
     bus = await _bus(url, f"bridge-{tag}")
-    names = Names(ns)
-    sim = SimulatedAccount(
-        SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / f"{tag}.png")
-    )
-    bridge = Bridge(
-        bus,
-        names,
-        sim,
-        Settings(account=ACCOUNT),
-        record=StreamRecord(bus, names.record_stream(ACCOUNT), hours=1),
-        role=BrokerLease(bus, names.active_queue(ACCOUNT), "classic", me=tag),
-        files=ClientFiles(tmp_path / tag, ACCOUNT),
-        control_delay=0.05,
-    )
-    (tmp_path / tag).mkdir(exist_ok=True)
+    bridge, sim = ha_bridge(bus, ns, tmp_path / tag, me=tag)
     task = asyncio.create_task(bridge.run())
     try:
         yield bridge, sim, task
@@ -152,11 +137,7 @@ async def test_a_standby_is_passive_and_a_clean_stop_hands_over_without_a_stop(
                 # The standby: no upstream (its sim never listened), nothing published.
                 assert sim_b.bound is None and not b.started.is_set()
                 async with aiohttp.ClientSession() as s:
-                    r = await s.post(
-                        sim_url(sim_a, "/sim/inject"),
-                        json={"type": "friend_message", "sender_uid": 456789, "content": "hi"},
-                    )
-                    assert r.status == 200
+                    assert await inject_message(s, sim_a, "hi") == 200
                 await asyncio.sleep(0.5)
                 before = len(seen)
                 assert [k for k, _ in seen].count("receive_message.friend_message.default") == 1
@@ -183,25 +164,13 @@ async def test_an_active_that_loses_its_broker_stops_and_steps_down_when_another
 ):
     proxy = TcpProxy("127.0.0.1", 5672)
     await proxy.start()
-    names = Names(amqp_ns)
     consumer = await aio_pika.connect(rabbitmq)
     bus_a = await AmqpBus.connect(
         f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.2",
         name="cut-a",
         retry_seconds=5,
     )
-    sim_a = SimulatedAccount(
-        SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / "a.png")
-    )
-    a = Bridge(
-        bus_a,
-        names,
-        sim_a,
-        Settings(account=ACCOUNT),
-        record=StreamRecord(bus_a, names.record_stream(ACCOUNT), hours=1),
-        role=BrokerLease(bus_a, names.active_queue(ACCOUNT), "classic", me="a"),
-        role_grace=1.0,
-    )
+    a, sim_a = ha_bridge(bus_a, amqp_ns, tmp_path / "a", me="a", role_grace=1.0)
     task_a = asyncio.create_task(a.run())
     try:
         ch = await consumer.channel()
@@ -228,11 +197,7 @@ async def test_an_active_that_loses_its_broker_stops_and_steps_down_when_another
             took = time.monotonic() - cut
             # A cannot reach the broker: its upstream still takes events, it publishes none.
             async with aiohttp.ClientSession() as s:
-                r = await s.post(
-                    sim_url(sim_a, "/sim/inject"),
-                    json={"type": "friend_message", "sender_uid": 456789, "content": "late"},
-                )
-                assert r.status == 200
+                assert await inject_message(s, sim_a, "late") == 200
             proxy.restore()
             async with asyncio.timeout(20):
                 await task_a
