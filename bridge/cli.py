@@ -42,7 +42,8 @@ from bridge.role import AlwaysActive, Role
 from bridge.service import Bridge
 from bridge.showmsg import show
 from bridge.store import CommandRecord, SqliteRecord
-from bridge.upstream.onebot.client import OneBotAccount, OneBotSettings
+from bridge.upstream.onebot.account import OneBotAccount
+from bridge.upstream.onebot.settings import OneBotSettings
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 
 log = logging.getLogger("bridge")
@@ -173,6 +174,9 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
                 path=settings.onebot_path,
                 action_timeout=settings.onebot_action_timeout,
                 risk_retcodes=tuple(settings.onebot_risk_retcodes),
+                self_id=settings.onebot_self_id,
+                lookup_timeout=settings.onebot_lookup_timeout,
+                input_status=settings.onebot_input_status,
             )
         )
     listen = parse_hostport(settings.sim_listen, "sim_listen")

@@ -169,6 +169,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     onebot_risk_retcodes: Annotated[
         list[int], Meta(description="retcodes treated as risk control (风控), comma-separated")
     ] = msgspec.field(default_factory=list)
+    onebot_self_id: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=99_999_999_999,
+            description="QQ number served; 0: the first that logs in (others are refused)",
+        ),
+    ] = 0
+    onebot_lookup_timeout: Annotated[
+        float,
+        Meta(gt=0, le=600, description="seconds an event waits for a lookup, then is published"),
+    ] = 3.0
+    onebot_input_status: Annotated[
+        bool, Meta(description="publish NapCat input_status (a friend typing) as notify")
+    ] = False
     listen: Annotated[str, Meta(description="host:port of the Openqq HTTP API (/openqq/*)")] = (
         "127.0.0.1:5000"
     )

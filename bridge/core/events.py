@@ -358,6 +358,13 @@ class Notify(_Event, kw_only=True):
     KIND = "event.notify"
     event: Literal["notify"] = "notify"
     params: tuple[str, QQ | None, QQ, QQ | None]
+    data: (
+        Annotated[
+            dict[str, Scalar],
+            msgspec.Meta(description="what else the notice said: title, honor_type, ..."),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class RiskControl(_Event, kw_only=True):
