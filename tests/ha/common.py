@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aio_pika
 import aiohttp
 
 from bridge.bus.amqp import AmqpBus
@@ -56,3 +57,14 @@ async def inject_message(
         json={"type": "friend_message", "sender_uid": 456789, "content": content},
     )
     return r.status
+
+
+async def events_queue(
+    conn: aio_pika.abc.AbstractConnection, ns: str, pattern: str
+) -> aio_pika.abc.AbstractQueue:
+    """An exclusive queue bound to the namespace's events exchange (declared if missing)."""
+    ch = await conn.channel()
+    ex = await ch.declare_exchange(f"{ns}.events", aio_pika.ExchangeType.TOPIC, durable=True)
+    q = await ch.declare_queue(exclusive=True)
+    await q.bind(ex, pattern)
+    return q

@@ -20,7 +20,7 @@ from bridge.core.routing import Names
 from bridge.service import Bridge
 from bridge.upstream.sim import SimulatedAccount
 from tests.conftest import ACCOUNT
-from tests.ha.common import ha_bridge, inject_message
+from tests.ha.common import events_queue, ha_bridge, inject_message
 from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
@@ -117,12 +117,7 @@ async def test_a_standby_is_passive_and_a_clean_stop_hands_over_without_a_stop(
 ):
     consumer = await aio_pika.connect(rabbitmq)
     try:
-        ch = await consumer.channel()
-        ex = await ch.declare_exchange(
-            f"{amqp_ns}.events", aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        q = await ch.declare_queue(exclusive=True)
-        await q.bind(ex, "#")
+        q = await events_queue(consumer, amqp_ns, "#")
         seen: list[tuple[str, dict]] = []
 
         async def on(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -173,12 +168,7 @@ async def test_an_active_that_loses_its_broker_stops_and_steps_down_when_another
     a, sim_a = ha_bridge(bus_a, amqp_ns, tmp_path / "a", me="a", role_grace=1.0)
     task_a = asyncio.create_task(a.run())
     try:
-        ch = await consumer.channel()
-        ex = await ch.declare_exchange(
-            f"{amqp_ns}.events", aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        q = await ch.declare_queue(exclusive=True)
-        await q.bind(ex, "receive_message.#")
+        q = await events_queue(consumer, amqp_ns, "receive_message.#")
         contents: list[str] = []
 
         async def on(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
