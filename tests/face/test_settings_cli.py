@@ -107,3 +107,16 @@ def test_run_serves_the_face_on_the_embedded_bus(tmp_path: Path) -> None:
             assert msgspec.json.decode(r.read())["retcode"] == 0
     finally:
         assert stop(proc) == 0, logs(tmp_path)
+
+
+def test_bot_queues_follow_queue_type_and_bounds() -> None:
+    from bridge.adapters.onebot.feed import bot_queue, bot_queue_arguments
+    from bridge.core.routing import Names
+
+    assert bot_queue(Names("ns"), "acct", "nb") == "ns.onebot.acct.nb"
+    assert bot_queue_arguments(500, 3600, "classic") == {
+        "x-max-length": 500,
+        "x-overflow": "drop-head",
+        "x-message-ttl": 3_600_000,
+    }
+    assert bot_queue_arguments(500, 3600, "quorum")["x-queue-type"] == "quorum"
