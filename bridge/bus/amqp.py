@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -195,6 +195,7 @@ class AmqpBus:
         self._declared: dict[str, dict[str, Any]] = {}
         self._queues: dict[str, AbstractQueue] = {}
         self._on_lost: Any = None
+        self._reconnected: list[Callable[[], None]] = []
 
     @classmethod
     async def connect(
@@ -286,6 +287,11 @@ class AmqpBus:
         def restored(_conn: object) -> None:
             log.warning("RabbitMQ connection restored, to %s", conn)
             down.clear()
+            for callback in list(bus._reconnected):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("reconnect callback %r failed", callback)
 
         conn.close_callbacks.add(lost)
         conn.reconnect_callbacks.add(restored)
@@ -421,6 +427,9 @@ class AmqpBus:
         sub = _AmqpSubscription(ch, q, tag)
         self._subs.append(sub)
         return sub
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._reconnected.append(callback)
 
     async def delete_queue(self, name: str) -> None:
         self._declared.pop(name, None)
