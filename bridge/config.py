@@ -58,7 +58,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = "sim"
     queue_type: Annotated[
         Literal["classic", "quorum"],
-        Meta(description="classic or quorum command queues (quorum: clusters, standby bridges)"),
+        Meta(
+            description=(
+                "classic or quorum command and post_api queues (quorum: clusters, standby"
+                " bridges); the same on every bridge and adapter of a namespace"
+            )
+        ),
     ] = "classic"
     prefetch: Annotated[
         int,

@@ -77,6 +77,19 @@ def _refusal(exc: BaseException, url: str) -> ConfigError | None:
     return None
 
 
+def _queue_mismatch(name: str, arguments: Mapping[str, Any], exc: Exception) -> ConfigError:
+    """What to do when a queue exists with other arguments, naming the setting that decides."""
+    wanted = str(arguments.get("x-queue-type", "classic"))
+    other = "classic" if wanted == "quorum" else "quorum"
+    return ConfigError(
+        f"queue {name!r} exists on the broker with other arguments than this process"
+        f" declares ({exc}); it is declared here as a {wanted} queue (queue_type = {wanted})."
+        f" If it is a {other} queue, set queue_type = {other!r} (OPENQQ_QUEUE_TYPE={other})"
+        " on every bridge and adapter of the namespace; otherwise delete it (rabbitmqctl"
+        f" delete_queue {name}; its messages are lost) and it is declared again"
+    )
+
+
 def _retryable(exc: BaseException) -> bool:
     # Wrong credentials or vhost will not fix themselves; a broker that is away may come back.
     if isinstance(exc, aiormq.exceptions.AuthenticationError | aiormq.ProbableAuthenticationError):
@@ -350,11 +363,7 @@ class AmqpBus:
         try:
             q = await self._declare_channel.declare_queue(name, **kwargs)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            msg = (
-                f"queue {name!r} exists on the broker with other arguments ({exc});"
-                " delete it or match its settings (queue_type)"
-            )
-            raise ConfigError(msg) from exc
+            raise _queue_mismatch(name, kwargs["arguments"], exc) from exc
         self._declared[name] = kwargs
         self._queues[name] = q
         return q.name
