@@ -48,6 +48,10 @@ class MaybeSent(PublishFailed):
     """A cast not confirmed within its timeout: the command may have been sent (unknown)."""
 
 
+def _never_out(timeout: float) -> BrokerAway:
+    return BrokerAway(f"the broker connection stayed down for {timeout:g}s: command not sent")
+
+
 @dataclass(slots=True, kw_only=True)
 class _Send:
     """A command to get out to the broker, with what is needed to send it again."""
@@ -177,8 +181,7 @@ class RpcClient:
                 return await fut
         except TimeoutError as exc:
             if not call.sent and not self._maybe_out.pop(corr, False):
-                msg = f"the broker connection stayed down for {timeout:g}s: command not sent"
-                raise BrokerAway(msg) from exc
+                raise _never_out(timeout) from exc
             msg = f"no reply from account {account!r} within {timeout:g}s"
             raise RpcTimeout(msg) from exc
         finally:
@@ -216,8 +219,7 @@ class RpcClient:
             if self._maybe_out.pop(key, False):
                 msg = f"not confirmed by the broker within {timeout:g}s: it may have been sent"
                 raise MaybeSent(msg) from exc
-            msg = f"the broker connection stayed down for {timeout:g}s: command not sent"
-            raise BrokerAway(msg) from exc
+            raise _never_out(timeout) from exc
         finally:
             self._maybe_out.pop(key, None)
 

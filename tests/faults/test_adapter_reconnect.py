@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from bridge.bus.amqp import AmqpBus
-from tests.conftest import api_url, running_adapter, running_bridge
+from tests.conftest import api_url, contents_of, running_adapter, running_bridge
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -26,18 +26,6 @@ async def send(s: aiohttp.ClientSession, adapter, content: str) -> dict:
     url = api_url(adapter, "/openqq/send_group_message")
     async with s.get(url, params={"uid": "67890", "content": content}) as r:
         return msgspec.json.decode(await r.read())
-
-
-async def sent_messages(bus: AmqpBus, ns: str) -> asyncio.Queue[str]:
-    got: asyncio.Queue[str] = asyncio.Queue()
-
-    async def on(d) -> None:
-        await got.put(msgspec.json.decode(d.body)["content"])
-
-    q = await bus.declare_queue("", exclusive=True, auto_delete=True)
-    await bus.bind(q, f"{ns}.events", "send_message.#")
-    await bus.consume(q, on, prefetch=500, auto_ack=True)
-    return got
 
 
 async def test_sends_during_the_adapters_reconnect_wait_and_succeed(
@@ -51,7 +39,7 @@ async def test_sends_during_the_adapters_reconnect_wait_and_succeed(
             running_adapter(adapter_bus, amqp_ns, rpc_timeout=15) as adapter,
             aiohttp.ClientSession() as s,
         ):
-            sent = await sent_messages(bridge_bus, amqp_ns)
+            sent = await contents_of(bridge_bus, amqp_ns, "send_message.#")
             n = 60
 
             async def paced(i: int) -> dict:

@@ -19,7 +19,7 @@ from bridge.bus.rpc import RpcClient
 from bridge.core import commands as c
 from bridge.core.routing import Names
 from bridge.errors import BrokerUnavailable, ConfigError
-from tests.conftest import running_bridge, sim_url
+from tests.conftest import contents_of, running_bridge, sim_url
 from tests.procs import free_port
 from tests.proxy import TcpProxy
 
@@ -65,14 +65,7 @@ async def test_the_bus_fails_over_to_the_next_url_and_logs_no_password(
         assert bus.current_url == f"amqp://guest:***@127.0.0.1:{node_a.port}/"
         async with running_bridge(bus, amqp_ns, tmp_path) as (_bridge, sim):
             consumer = await AmqpBus.connect(rabbitmq, name="test-failover-sink")
-            got: asyncio.Queue[str] = asyncio.Queue()
-
-            async def on(d) -> None:
-                await got.put(msgspec.json.decode(d.body)["content"])
-
-            q = await consumer.declare_queue("", exclusive=True, auto_delete=True)
-            await consumer.bind(q, f"{amqp_ns}.events", "receive_message.#")
-            await consumer.consume(q, on, prefetch=100, auto_ack=True)
+            got = await contents_of(consumer, amqp_ns, "receive_message.#")
             rpc = RpcClient(bus, Names(amqp_ns))
             await rpc.start()
             async with aiohttp.ClientSession() as s:
