@@ -27,6 +27,7 @@ from bridge.config import (
     HELP,
     Settings,
     allowed_range,
+    cluster_advice,
     env_name,
     load_settings,
     parse_hostport,
@@ -191,6 +192,9 @@ async def _connect(settings: Settings, role: str) -> Bus:
         log.info("AMQP_URL unset: using the embedded in-memory bus")
         return MemoryBus()
     log.info("connecting to RabbitMQ at %s", redact(settings.amqp_url))
+    advice = cluster_advice(settings)
+    if advice:
+        log.warning("%s", advice)
     return await AmqpBus.connect(
         settings.amqp_url,
         name=f"openqq-bridge {role} {settings.namespace}/{settings.account}",

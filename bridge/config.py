@@ -471,6 +471,18 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         raise ConfigError(msg)
 
 
+def cluster_advice(s: Settings) -> str | None:
+    """A warning for settings that lose data on a cluster: several nodes, classic queues."""
+    if len(s.amqp_urls) > 1 and s.queue_type == "classic":
+        return (
+            f"amqp_url lists {len(s.amqp_urls)} brokers but queue_type is classic: each"
+            " command and post_api queue lives on one node, and what waits in it is lost with"
+            " that node; set queue_type = 'quorum' (OPENQQ_QUEUE_TYPE=quorum) on every bridge"
+            " and adapter of the namespace"
+        )
+    return None
+
+
 def _check_amqp_urls(value: str, origin: str) -> None:
     """Each URL of ``amqp_url`` on its own: a list must never be read as one URL."""
     urls = brokerurls.split(value)

@@ -3,7 +3,14 @@ from typing import get_type_hints
 
 import pytest
 
-from bridge.config import HELP, Settings, env_name, load_settings, unknown_variables
+from bridge.config import (
+    HELP,
+    Settings,
+    cluster_advice,
+    env_name,
+    load_settings,
+    unknown_variables,
+)
 from bridge.errors import ConfigError
 
 
@@ -197,3 +204,13 @@ def test_no_password_of_a_list_in_repr():
     for secret in ("pw1", "pw2", "p%2Cw3"):
         assert secret not in shown
     assert "amqp://bot:***@mq1:5672/,amqp://bot:***@mq2:5673/" in shown
+
+
+def test_several_brokers_with_classic_queues_get_advice():
+    assert cluster_advice(load_settings(env={"AMQP_URL": "amqp://mq1/"})) is None
+    quorum = {"AMQP_URL": CLUSTER, "OPENQQ_QUEUE_TYPE": "quorum"}
+    assert cluster_advice(load_settings(env=quorum)) is None
+    advice = cluster_advice(load_settings(env={"AMQP_URL": CLUSTER}))
+    assert advice is not None
+    assert "lists 3 brokers but queue_type is classic" in advice
+    assert "OPENQQ_QUEUE_TYPE=quorum" in advice
