@@ -187,6 +187,8 @@ class RpcClient:
         finally:
             self._pending.pop(corr, None)
             self._maybe_out.pop(corr, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # failed by abort_pending() while still sending: seen here
 
     async def cast(
         self,
@@ -199,7 +201,8 @@ class RpcClient:
         """Send a command without waiting for a reply (fire-and-forget).
 
         Waits up to ``timeout`` for a broker connection that is down; then BrokerAway (not
-        sent) or :class:`MaybeSent` (a publish went out but was never confirmed).
+        sent) or :class:`MaybeSent` (a publish went out but was never confirmed). Stopped
+        meanwhile: ConnectionError if nothing went out, ReplyLost if it may have.
         """
         if self._closed:
             msg = "the RPC client is stopping"
@@ -255,6 +258,9 @@ class RpcClient:
             else:
                 return
             if self._closed:
+                if self._maybe_out.get(key):
+                    msg = "the RPC client stopped; the command may have been sent"
+                    raise ReplyLost(msg)
                 msg = "the RPC client is stopping"
                 raise ConnectionError(msg)
             await asyncio.sleep(pause)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
 from bridge.bus.base import OutMessage
 from bridge.bus.memory import MemoryBus
-from bridge.bus.rpc import MaybeSent, RpcClient
+from bridge.bus.rpc import MaybeSent, ReplyLost, RpcClient
 from bridge.core import commands as c
 from bridge.core.routing import Names
 from bridge.errors import BrokerAway, PublishFailed, RpcTimeout
@@ -85,3 +87,15 @@ async def test_the_http_api_answers_a_maybe_sent_async_send_as_unknown():
     assert answer is not None
     reply = msgspec.json.decode(answer)
     assert (reply["code"], reply["status"]) == (-3, "发送结果未知"), reply
+
+
+async def test_stopping_while_a_maybe_sent_command_is_retried_is_result_unknown():
+    rpc = await started(FlakyBus(PublishFailed, failures=10_000))
+    cast = asyncio.create_task(rpc.cast("default", c.SendGroupMessage(uid=1, content="x")))
+    call = asyncio.create_task(rpc.call("default", c.GetUserInfo()))
+    await asyncio.sleep(0.2)
+    rpc.abort_pending()
+    with pytest.raises(ReplyLost, match="may have been sent"):
+        await cast
+    with pytest.raises(ReplyLost):
+        await call

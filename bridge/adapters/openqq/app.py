@@ -157,7 +157,7 @@ class OpenqqApi:
         timeout = self.opts.rpc_timeout
         try:
             await self.rpc.cast(self.opts.account, cmd, timeout=timeout)
-        except MaybeSent as exc:
+        except (MaybeSent, ReplyLost) as exc:
             reason = f"{exc}; result unknown: it may still be sent"
             log.warning("%s for account %s: %s", c.command_name(cmd), self.opts.account, reason)
             return dumps(c.unknown_reply(cmd, reason))
