@@ -325,6 +325,12 @@ class AmqpBus:
         return self._conn.connected.is_set() and self._conn.transport is not None
 
     @property
+    def connection(self) -> FailoverConnection:
+        """The robust connection, for the few parts that need AMQP beyond the Bus interface
+        (the role lease, the command record stream)."""
+        return self._conn
+
+    @property
     def _publish_channel(self) -> AbstractRobustChannel:
         assert self._pub is not None
         return self._pub
