@@ -15,8 +15,6 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -42,9 +40,10 @@ from bridge.errors import (
     UpstreamUnavailable,
 )
 from bridge.netutil import start_site
-from bridge.upstream import sim_inject as inj
-from bridge.upstream.png import qr_like, write_png
-from bridge.upstream.world import World, default_world
+from bridge.upstream.sim import inject as inj
+from bridge.upstream.sim.png import qr_like, write_png
+from bridge.upstream.sim.settings import SimSettings
+from bridge.upstream.sim.world import World, default_world
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +52,6 @@ _new_ids = itertools.count(3_900_000_000)
 
 class NotFound(BridgeError, LookupError):
     """An inject named a contact the account does not have."""
-
-
-@dataclass(frozen=True, slots=True)
-class SimSettings:
-    """How the simulated account behaves."""
-
-    listen: tuple[str, int] | None = ("127.0.0.1", 5001)
-    login_delay: float = 0.2
-    qrcode_path: Path = Path("mojo_webqq_qrcode_default.png")
-    extra_friends: int = 0
-    extra_groups: int = 0
-    members_per_group: int = 0
-    load_rate: float = 0.0
-    load_seconds: float = 60.0
 
 
 def _mime_base64(data: bytes) -> str:
