@@ -28,8 +28,9 @@ from bridge.clientfiles import ClientFiles
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core import events as ev
+from bridge.core import messages as msgs
 from bridge.core.contacts import ContactBook
-from bridge.core.model import Group, GroupMember, basic, display_name
+from bridge.core.model import Group, GroupMember, basic
 from bridge.core.pacing import KeyedLocks, Pacer
 from bridge.core.ports import SendOutcome, Upstream
 from bridge.core.routing import Names, event_key
@@ -351,22 +352,23 @@ class Bridge:
         await done
         return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=_status(out))
 
-    def _sent(self, out: SendOutcome, origin: str) -> dict[str, Any]:
+    def _sent(
+        self, out: SendOutcome, origin: c.Origin, name: str | None = None
+    ) -> tuple[msgs.Report, msgs.Party]:
+        """The report of a send and its sender: the account (under ``name`` in a group)."""
         user = self.contacts.user
         assert user is not None
-        return {
-            "id": out.msg_id,
-            "time": out.time,
-            "content": out.content,
-            "code": out.code,
-            "info": out.info,
-            "ttl": out.ttl,
-            "msg": _status(out),
-            "from_": origin,
-            "sender": user.name,
-            "sender_id": user.id,
-            "sender_uid": user.uid,
-        }
+        report = msgs.Report(
+            id=out.msg_id,
+            time=out.time,
+            content=out.content,
+            code=out.code,
+            info=out.info,
+            ttl=out.ttl,
+            msg=_status(out),
+            from_=origin,
+        )
+        return report, msgs.of_user(user, name)
 
     async def _send(
         self, cmd: c.SendFriendMessage | c.SendGroupMessage | c.SendDiscussMessage
@@ -385,12 +387,7 @@ class Bridge:
                 return await self._deliver(
                     ("friend", f.id),
                     lambda: up.send_friend(f, content),
-                    lambda out: ev.SentFriendMessage(
-                        **self._sent(out, cmd.from_),
-                        receiver=display_name(f),
-                        receiver_id=f.id,
-                        receiver_uid=f.uid,
-                    ),
+                    lambda out: msgs.sent_friend(*self._sent(out, cmd.from_), msgs.of_friend(f)),
                 )
             case c.SendGroupMessage():
                 g = book.find_group(
@@ -403,11 +400,8 @@ class Bridge:
                 return await self._deliver(
                     ("group", g.id),
                     lambda: up.send_group(g, content),
-                    lambda out: ev.SentGroupMessage(
-                        **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
-                        group=display_name(g),
-                        group_id=g.id,
-                        group_uid=g.uid,
+                    lambda out: msgs.sent_group(
+                        *self._sent(out, cmd.from_, book.own_name_in(g)), g
                     ),
                 )
             case c.SendDiscussMessage():
@@ -419,9 +413,7 @@ class Bridge:
                 return await self._deliver(
                     ("discuss", d.id),
                     lambda: up.send_discuss(d, content),
-                    lambda out: ev.SentDiscussMessage(
-                        **self._sent(out, cmd.from_), discuss=d.name, discuss_id=d.id
-                    ),
+                    lambda out: msgs.sent_discuss(*self._sent(out, cmd.from_), d),
                 )
 
     async def _send_sess(self, cmd: c.SendSessMessage) -> c.SendReply:
@@ -439,15 +431,10 @@ class Bridge:
             return await self._deliver(
                 ("sess", m.id),
                 lambda: up.send_sess(m, g, content),
-                lambda out: ev.SentSessMessage(
-                    **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
-                    receiver=book.member_name(m),
-                    receiver_id=m.id,
-                    receiver_uid=m.uid,
-                    via="group",
-                    group=display_name(g),
-                    group_id=g.id,
-                    group_uid=g.uid,
+                lambda out: msgs.sent_sess(
+                    *self._sent(out, cmd.from_, book.own_name_in(g)),
+                    msgs.Party(book.member_name(m), m.id, m.uid),
+                    g,
                 ),
             )
         if cmd.discuss_id is not None:
@@ -464,14 +451,8 @@ class Bridge:
             return await self._deliver(
                 ("sess", int(dm.id)),
                 lambda: up.send_sess(dm, d, content),
-                lambda out: ev.SentSessMessage(
-                    **self._sent(out, cmd.from_),
-                    receiver=dm.name,
-                    receiver_id=int(dm.id),
-                    receiver_uid=dm.uid,
-                    via="discuss",
-                    discuss=d.name,
-                    discuss_id=d.id,
+                lambda out: msgs.sent_sess(
+                    *self._sent(out, cmd.from_), msgs.of_discuss_member(dm), d
                 ),
             )
         return c.SendReply(code=105, id=None, status="discuss member or group member  not found")

@@ -18,15 +18,13 @@ from typing import Any
 import msgspec
 
 from bridge.core import events as ev
-from bridge.core.contacts import member_name
+from bridge.core import messages as msgs
 from bridge.core.model import (
     Discuss,
     DiscussMember,
     Friend,
     Group,
     GroupMember,
-    display_name,
-    member_display,
 )
 from bridge.core.ports import Emit, SendOutcome, Snapshot
 from bridge.errors import ActionFailed, UpstreamUnavailable
@@ -204,10 +202,6 @@ class SimulatedAccount:
             await self._send_event(ev.GroupMemberShutup(params=(m, g, seconds)))
 
     # --- inbound (inject) ----------------------------------------------------------------
-    def _my_name_in(self, g: Group) -> str:
-        me = next((m for m in g.member if m.id == self.world.user.id), None)
-        return member_display(me) if me is not None else self.world.user.name
-
     def build(self, req: inj.Inject) -> ev.Event:
         """Apply an inject to the world and return the event the account receives."""
         w, me, now = self.world, self.world.user, int(time.time())
@@ -215,46 +209,24 @@ class SimulatedAccount:
         match req:
             case inj.InjectFriendMessage():
                 f = self.world.friend(req.sender_id, req.sender_uid)
-                return ev.ReceivedFriendMessage(
-                    **common,
-                    content=req.content,
-                    sender=display_name(f),
-                    sender_id=f.id,
-                    sender_uid=f.uid,
-                    receiver=me.name,
-                    receiver_id=me.id,
-                    receiver_uid=me.uid,
+                return msgs.received_friend(
+                    msgs.of_friend(f), msgs.of_user(me), **common, content=req.content
                 )
             case inj.InjectGroupMessage():
                 g = self.world.group(req.group_id, req.group_uid)
                 m = self.world.member(g, req.sender_id, req.sender_uid)
-                return ev.ReceivedGroupMessage(
+                return msgs.received_group(
+                    msgs.of_member(m, w.friends),
+                    msgs.of_user(me, msgs.own_name_in(g, me)),
+                    g,
                     **common,
                     content=req.content,
-                    sender=member_name(m, w.friends),
-                    sender_id=m.id,
-                    sender_uid=m.uid,
-                    receiver=self._my_name_in(g),
-                    receiver_id=me.id,
-                    receiver_uid=me.uid,
-                    group=display_name(g),
-                    group_id=g.id,
-                    group_uid=g.uid,
                 )
             case inj.InjectDiscussMessage():
                 d = self.world.discuss(req.discuss_id)
                 dm = self.world.discuss_member(d, req.sender_id, req.sender_uid)
-                return ev.ReceivedDiscussMessage(
-                    **common,
-                    content=req.content,
-                    sender=dm.name,
-                    sender_id=int(dm.id),
-                    sender_uid=dm.uid,
-                    receiver=me.name,
-                    receiver_id=me.id,
-                    receiver_uid=me.uid,
-                    discuss=d.name,
-                    discuss_id=d.id,
+                return msgs.received_discuss(
+                    msgs.of_discuss_member(dm), msgs.of_user(me), d, **common, content=req.content
                 )
             case inj.InjectSessMessage():
                 return self._sess(req, common)
@@ -351,34 +323,17 @@ class SimulatedAccount:
             dm = self.world.discuss_member(
                 d, str(req.sender_id) if req.sender_id else None, req.sender_uid
             )
-            return ev.ReceivedSessMessage(
-                **common,
-                content=req.content,
-                sender=dm.name,
-                sender_id=int(dm.id),
-                sender_uid=dm.uid,
-                receiver=me.name,
-                receiver_id=me.id,
-                receiver_uid=me.uid,
-                via="discuss",
-                discuss=d.name,
-                discuss_id=d.id,
+            return msgs.received_sess(
+                msgs.of_discuss_member(dm), msgs.of_user(me), d, **common, content=req.content
             )
         g = self.world.group(req.group_id, req.group_uid)
         m = self.world.member(g, req.sender_id, req.sender_uid)
-        return ev.ReceivedSessMessage(
+        return msgs.received_sess(
+            msgs.of_member(m, self.world.friends),
+            msgs.of_user(me, msgs.own_name_in(g, me)),
+            g,
             **common,
             content=req.content,
-            sender=member_name(m, self.world.friends),
-            sender_id=m.id,
-            sender_uid=m.uid,
-            receiver=self._my_name_in(g),
-            receiver_id=me.id,
-            receiver_uid=me.uid,
-            via="group",
-            group=display_name(g),
-            group_id=g.id,
-            group_uid=g.uid,
         )
 
     async def inject(self, req: inj.Inject) -> ev.Event:
