@@ -3,7 +3,8 @@
 The sender, receiver, group and discuss fields of the eight message events of events.py are
 laid out here and nowhere else, for both upstreams and the bridge. Callers say who and where
 with the contact objects of model.py (through ``Party``: the name a message shows, which
-differs by place, e.g. the account's card in a group) and what was said or how a send went.
+differs by place, e.g. the account's card in a group) and what was said (``Said``) or how a
+send went (``Report``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ def own_name_in(group: Group, user: User) -> str:
     return member_display(me) if me is not None else user.name
 
 
+class Said(NamedTuple):
+    """What a received message said, and when."""
+
+    id: int
+    time: int
+    content: str
+    segments: Segments = msgspec.UNSET
+
+
 class Report(NamedTuple):
     """How a send went, as a ``send_message`` event reports it."""
 
@@ -99,86 +109,35 @@ def _via(where: Group | Discuss | None) -> Literal["group", "discuss"]:
 
 
 # --- received -----------------------------------------------------------------------------
-def received_friend(
-    sender: Party,
-    receiver: Party,
-    *,
-    id: int,
-    time: int,
-    content: str,
-    segments: Segments = msgspec.UNSET,
-) -> ev.ReceivedFriendMessage:
+def received_friend(said: Said, sender: Party, receiver: Party) -> ev.ReceivedFriendMessage:
     """A friend wrote to the account."""
-    return ev.ReceivedFriendMessage(
-        id=id,
-        time=time,
-        content=content,
-        segments=segments,
-        **_sender(sender),
-        **_receiver(receiver),
-    )
+    return ev.ReceivedFriendMessage(**said._asdict(), **_sender(sender), **_receiver(receiver))
 
 
 def received_group(
-    sender: Party,
-    receiver: Party,
-    group: Group,
-    *,
-    id: int,
-    time: int,
-    content: str,
-    segments: Segments = msgspec.UNSET,
+    said: Said, sender: Party, receiver: Party, group: Group
 ) -> ev.ReceivedGroupMessage:
     """Someone wrote in a group (``receiver``: the account under its name there)."""
     return ev.ReceivedGroupMessage(
-        id=id,
-        time=time,
-        content=content,
-        segments=segments,
-        **_sender(sender),
-        **_receiver(receiver),
-        **_place(group),
+        **said._asdict(), **_sender(sender), **_receiver(receiver), **_place(group)
     )
 
 
 def received_discuss(
-    sender: Party,
-    receiver: Party,
-    discuss: Discuss,
-    *,
-    id: int,
-    time: int,
-    content: str,
-    segments: Segments = msgspec.UNSET,
+    said: Said, sender: Party, receiver: Party, discuss: Discuss
 ) -> ev.ReceivedDiscussMessage:
     """Someone wrote in a discuss group."""
     return ev.ReceivedDiscussMessage(
-        id=id,
-        time=time,
-        content=content,
-        segments=segments,
-        **_sender(sender),
-        **_receiver(receiver),
-        **_place(discuss),
+        **said._asdict(), **_sender(sender), **_receiver(receiver), **_place(discuss)
     )
 
 
 def received_sess(
-    sender: Party,
-    receiver: Party,
-    via: Group | Discuss | None,
-    *,
-    id: int,
-    time: int,
-    content: str,
-    segments: Segments = msgspec.UNSET,
+    said: Said, sender: Party, receiver: Party, via: Group | Discuss | None
 ) -> ev.ReceivedSessMessage:
     """A temporary chat from someone met in ``via`` (None: a group not known, so not named)."""
     return ev.ReceivedSessMessage(
-        id=id,
-        time=time,
-        content=content,
-        segments=segments,
+        **said._asdict(),
         **_sender(sender),
         **_receiver(receiver),
         via=_via(via),
@@ -187,23 +146,19 @@ def received_sess(
 
 
 # --- sent ---------------------------------------------------------------------------------
-def _report(r: Report) -> dict[str, Any]:
-    return r._asdict()
-
-
 def sent_friend(report: Report, sender: Party, receiver: Party) -> ev.SentFriendMessage:
     """The account sent a message to a friend."""
-    return ev.SentFriendMessage(**_report(report), **_sender(sender), **_receiver(receiver))
+    return ev.SentFriendMessage(**report._asdict(), **_sender(sender), **_receiver(receiver))
 
 
 def sent_group(report: Report, sender: Party, group: Group) -> ev.SentGroupMessage:
     """The account (``sender``: under its name in the group) sent a message to a group."""
-    return ev.SentGroupMessage(**_report(report), **_sender(sender), **_place(group))
+    return ev.SentGroupMessage(**report._asdict(), **_sender(sender), **_place(group))
 
 
 def sent_discuss(report: Report, sender: Party, discuss: Discuss) -> ev.SentDiscussMessage:
     """The account sent a message to a discuss group."""
-    return ev.SentDiscussMessage(**_report(report), **_sender(sender), **_place(discuss))
+    return ev.SentDiscussMessage(**report._asdict(), **_sender(sender), **_place(discuss))
 
 
 def sent_sess(
@@ -211,5 +166,5 @@ def sent_sess(
 ) -> ev.SentSessMessage:
     """The account sent a temporary-chat message to someone met in ``via``."""
     return ev.SentSessMessage(
-        **_report(report), **_sender(sender), **_receiver(receiver), via=_via(via), **_place(via)
+        **report._asdict(), **_sender(sender), **_receiver(receiver), via=_via(via), **_place(via)
     )

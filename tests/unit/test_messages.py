@@ -16,6 +16,7 @@ ME = W.user
 GROUP = next(g for g in W.groups.values() if g.uid == 552603)
 DISCUSS = next(iter(W.discusses.values()))
 SAID: dict[str, Any] = {"id": 7, "time": 1700000000, "content": "hi"}
+HI = msgs.Said(**SAID)
 
 
 def as_json(event: object) -> dict[str, object]:
@@ -28,7 +29,7 @@ def me_in(name: str) -> dict[str, object]:
 
 def test_received_friend_shows_the_markname_and_the_account():
     friend = next(f for f in W.friends.values() if f.markname)
-    event = msgs.received_friend(msgs.of_friend(friend), msgs.of_user(ME), **SAID)
+    event = msgs.received_friend(HI, msgs.of_friend(friend), msgs.of_user(ME))
     assert as_json(event) == {
         **SAID,
         "sender": friend.markname,
@@ -45,11 +46,10 @@ def test_received_group_names_the_group_and_the_account_there():
     member = next(m for m in GROUP.member if m.id != ME.id)
     segments = [Segment(type="text", data={"text": "hi"})]
     event = msgs.received_group(
+        HI._replace(segments=segments),
         msgs.of_member(member, W.friends),
         msgs.of_user(ME, msgs.own_name_in(GROUP, ME)),
         GROUP,
-        **SAID,
-        segments=segments,
     )
     mine = next(m for m in GROUP.member if m.id == ME.id)
     body = as_json(event)
@@ -70,7 +70,7 @@ def test_own_name_in_a_group_the_account_is_not_listed_in_is_its_nick():
 
 def test_received_sess_via_discuss_names_the_discuss_and_a_numeric_sender_id():
     dm = DISCUSS.member[1]
-    event = msgs.received_sess(msgs.of_discuss_member(dm), msgs.of_user(ME), DISCUSS, **SAID)
+    event = msgs.received_sess(HI, msgs.of_discuss_member(dm), msgs.of_user(ME), DISCUSS)
     body = as_json(event)
     assert body["via"] == "discuss"
     assert body["sender_id"] == int(dm.id)
@@ -80,7 +80,7 @@ def test_received_sess_via_discuss_names_the_discuss_and_a_numeric_sender_id():
 
 
 def test_received_sess_via_an_unknown_group_has_no_group_fields():
-    event = msgs.received_sess(msgs.Party("陌生人", 5, 5), msgs.of_user(ME), None, **SAID)
+    event = msgs.received_sess(HI, msgs.Party("陌生人", 5, 5), msgs.of_user(ME), None)
     body = as_json(event)
     assert body["via"] == "group"
     assert not {"group", "group_id", "group_uid", "discuss", "discuss_id"} & set(body)

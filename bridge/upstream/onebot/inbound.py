@@ -83,11 +83,14 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
     segments = (
         segments_of(f.message) if f.message not in (None, "", []) else parse_cq(f.raw_message)
     )
-    common: dict[str, Any] = {
-        "id": f.message_id,
-        "time": seconds(f.time) or int(time.time()),
-        "segments": segments,
-    }
+    at = seconds(f.time) or int(time.time())
+
+    def said(content: str) -> msgs.Said:
+        return msgs.Said(f.message_id, at, content, segments)
+
+    def outer(content: str) -> msgs.Report:
+        return msgs.Report(f.message_id, at, content, **_OUTER, segments=segments)
+
     me = book.user
     if f.message_type == "group":
         group = book.group(f.group_id)
@@ -99,7 +102,7 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
         content = content_of(segments, name_of)
         if sent:
             return msgs.sent_group(
-                msgs.Report(**common, content=content, **_OUTER),
+                outer(content),
                 msgs.of_user(me, book.member(group, me.uid or 0).card or me.name),
                 group,
             )
@@ -112,33 +115,27 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
         )
         m = from_frame if f.anonymous is not None else book.member(group, f.user_id, from_frame)
         return msgs.received_group(
+            said(content),
             msgs.of_member(m, book.friends),
             msgs.of_user(me, msgs.own_name_in(group, me)),
             group,
-            **common,
-            content=content,
         )
     content = content_of(segments)
     if sent:
         peer = book.friend(f.target_id or f.user_id)
-        return msgs.sent_friend(
-            msgs.Report(**common, content=content, **_OUTER),
-            msgs.of_user(me),
-            msgs.of_friend(peer),
-        )
+        return msgs.sent_friend(outer(content), msgs.of_user(me), msgs.of_friend(peer))
     uid = f.user_id
     friend = book.friend(uid, f.sender.nickname)
     if f.sub_type == "group":
         gid = f.group_id or f.sender.group_id or f.temp_source
         via = book.group(gid) if gid and gid != UNKNOWN_TEMP_GROUP else None
         return msgs.received_sess(
+            said(content),
             msgs.Party(f.sender.nickname or friend.name, uid, uid),
             msgs.of_user(me),
             via,
-            **common,
-            content=content,
         )
-    return msgs.received_friend(msgs.of_friend(friend), msgs.of_user(me), **common, content=content)
+    return msgs.received_friend(said(content), msgs.of_friend(friend), msgs.of_user(me))
 
 
 def lookup_for(f: OBNotice, book: Book) -> tuple[str, dict[str, Any]] | None:

@@ -205,31 +205,29 @@ class SimulatedAccount:
     def build(self, req: inj.Inject) -> ev.Event:
         """Apply an inject to the world and return the event the account receives."""
         w, me, now = self.world, self.world.user, int(time.time())
-        common: dict[str, Any] = {"id": next(self._ids), "time": now}
+        # Every inject takes a message id, as before; only messages show it.
+        msg_id = next(self._ids)
         match req:
             case inj.InjectFriendMessage():
                 f = self.world.friend(req.sender_id, req.sender_uid)
-                return msgs.received_friend(
-                    msgs.of_friend(f), msgs.of_user(me), **common, content=req.content
-                )
+                said = msgs.Said(msg_id, now, req.content)
+                return msgs.received_friend(said, msgs.of_friend(f), msgs.of_user(me))
             case inj.InjectGroupMessage():
                 g = self.world.group(req.group_id, req.group_uid)
                 m = self.world.member(g, req.sender_id, req.sender_uid)
                 return msgs.received_group(
+                    msgs.Said(msg_id, now, req.content),
                     msgs.of_member(m, w.friends),
                     msgs.of_user(me, msgs.own_name_in(g, me)),
                     g,
-                    **common,
-                    content=req.content,
                 )
             case inj.InjectDiscussMessage():
                 d = self.world.discuss(req.discuss_id)
                 dm = self.world.discuss_member(d, req.sender_id, req.sender_uid)
-                return msgs.received_discuss(
-                    msgs.of_discuss_member(dm), msgs.of_user(me), d, **common, content=req.content
-                )
+                said = msgs.Said(msg_id, now, req.content)
+                return msgs.received_discuss(said, msgs.of_discuss_member(dm), msgs.of_user(me), d)
             case inj.InjectSessMessage():
-                return self._sess(req, common)
+                return self._sess(req, msgs.Said(msg_id, now, req.content))
             case inj.InjectNewFriend():
                 f = Friend(
                     id=req.id or next(_new_ids),
@@ -316,24 +314,21 @@ class SimulatedAccount:
                 old = getattr(m, req.property)
                 return ev.GroupMemberPropertyChange(params=(new_m, req.property, old, req.value))
 
-    def _sess(self, req: inj.InjectSessMessage, common: dict[str, Any]) -> ev.Event:
+    def _sess(self, req: inj.InjectSessMessage, said: msgs.Said) -> ev.Event:
         me = self.world.user
         if req.discuss_id is not None:
             d = self.world.discuss(req.discuss_id)
             dm = self.world.discuss_member(
                 d, str(req.sender_id) if req.sender_id else None, req.sender_uid
             )
-            return msgs.received_sess(
-                msgs.of_discuss_member(dm), msgs.of_user(me), d, **common, content=req.content
-            )
+            return msgs.received_sess(said, msgs.of_discuss_member(dm), msgs.of_user(me), d)
         g = self.world.group(req.group_id, req.group_uid)
         m = self.world.member(g, req.sender_id, req.sender_uid)
         return msgs.received_sess(
+            said,
             msgs.of_member(m, self.world.friends),
             msgs.of_user(me, msgs.own_name_in(g, me)),
             g,
-            **common,
-            content=req.content,
         )
 
     async def inject(self, req: inj.Inject) -> ev.Event:
