@@ -28,9 +28,8 @@ from bridge.clientfiles import ClientFiles
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core import events as ev
-from bridge.core import messages as msgs
 from bridge.core.contacts import ContactBook
-from bridge.core.model import Group, GroupMember, basic
+from bridge.core.model import Group, GroupMember, basic, display_name
 from bridge.core.pacing import KeyedLocks, Pacer
 from bridge.core.ports import SendOutcome, Upstream
 from bridge.core.routing import Names, event_key
@@ -352,23 +351,22 @@ class Bridge:
         await done
         return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=_status(out))
 
-    def _sent(
-        self, out: SendOutcome, origin: c.Origin, name: str | None = None
-    ) -> tuple[msgs.Report, msgs.Party]:
-        """The report of a send and its sender: the account (under ``name`` in a group)."""
+    def _sent(self, out: SendOutcome, origin: str) -> dict[str, Any]:
         user = self.contacts.user
         assert user is not None
-        report = msgs.Report(
-            id=out.msg_id,
-            time=out.time,
-            content=out.content,
-            code=out.code,
-            info=out.info,
-            ttl=out.ttl,
-            msg=_status(out),
-            from_=origin,
-        )
-        return report, msgs.of_user(user, name)
+        return {
+            "id": out.msg_id,
+            "time": out.time,
+            "content": out.content,
+            "code": out.code,
+            "info": out.info,
+            "ttl": out.ttl,
+            "msg": _status(out),
+            "from_": origin,
+            "sender": user.name,
+            "sender_id": user.id,
+            "sender_uid": user.uid,
+        }
 
     async def _send(
         self, cmd: c.SendFriendMessage | c.SendGroupMessage | c.SendDiscussMessage
@@ -387,7 +385,12 @@ class Bridge:
                 return await self._deliver(
                     ("friend", f.id),
                     lambda: up.send_friend(f, content),
-                    lambda out: msgs.sent_friend(*self._sent(out, cmd.from_), msgs.of_friend(f)),
+                    lambda out: ev.SentFriendMessage(
+                        **self._sent(out, cmd.from_),
+                        receiver=display_name(f),
+                        receiver_id=f.id,
+                        receiver_uid=f.uid,
+                    ),
                 )
             case c.SendGroupMessage():
                 g = book.find_group(
@@ -400,8 +403,11 @@ class Bridge:
                 return await self._deliver(
                     ("group", g.id),
                     lambda: up.send_group(g, content),
-                    lambda out: msgs.sent_group(
-                        *self._sent(out, cmd.from_, book.own_name_in(g)), g
+                    lambda out: ev.SentGroupMessage(
+                        **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
+                        group=display_name(g),
+                        group_id=g.id,
+                        group_uid=g.uid,
                     ),
                 )
             case c.SendDiscussMessage():
@@ -413,7 +419,9 @@ class Bridge:
                 return await self._deliver(
                     ("discuss", d.id),
                     lambda: up.send_discuss(d, content),
-                    lambda out: msgs.sent_discuss(*self._sent(out, cmd.from_), d),
+                    lambda out: ev.SentDiscussMessage(
+                        **self._sent(out, cmd.from_), discuss=d.name, discuss_id=d.id
+                    ),
                 )
 
     async def _send_sess(self, cmd: c.SendSessMessage) -> c.SendReply:
@@ -431,10 +439,15 @@ class Bridge:
             return await self._deliver(
                 ("sess", m.id),
                 lambda: up.send_sess(m, g, content),
-                lambda out: msgs.sent_sess(
-                    *self._sent(out, cmd.from_, book.own_name_in(g)),
-                    msgs.Party(book.member_name(m), m.id, m.uid),
-                    g,
+                lambda out: ev.SentSessMessage(
+                    **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
+                    receiver=book.member_name(m),
+                    receiver_id=m.id,
+                    receiver_uid=m.uid,
+                    via="group",
+                    group=display_name(g),
+                    group_id=g.id,
+                    group_uid=g.uid,
                 ),
             )
         if cmd.discuss_id is not None:
@@ -451,8 +464,14 @@ class Bridge:
             return await self._deliver(
                 ("sess", int(dm.id)),
                 lambda: up.send_sess(dm, d, content),
-                lambda out: msgs.sent_sess(
-                    *self._sent(out, cmd.from_), msgs.of_discuss_member(dm), d
+                lambda out: ev.SentSessMessage(
+                    **self._sent(out, cmd.from_),
+                    receiver=dm.name,
+                    receiver_id=int(dm.id),
+                    receiver_uid=dm.uid,
+                    via="discuss",
+                    discuss=d.name,
+                    discuss_id=d.id,
                 ),
             )
         return c.SendReply(code=105, id=None, status="discuss member or group member  not found")
