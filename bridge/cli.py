@@ -20,7 +20,9 @@ from bridge import __version__
 from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
+from bridge.bus.lease import BrokerLease
 from bridge.bus.memory import MemoryBus
+from bridge.bus.record import StreamRecord
 from bridge.bus.topology import declare_account, declare_exchanges
 from bridge.clientfiles import ClientFiles
 from bridge.config import (
@@ -35,9 +37,11 @@ from bridge.config import (
 from bridge.core.ports import Upstream
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
+from bridge.executor import active_id
+from bridge.role import AlwaysActive, Role
 from bridge.service import Bridge
 from bridge.showmsg import show
-from bridge.store import DoneStore
+from bridge.store import CommandRecord, SqliteRecord
 from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.settings import OneBotSettings
 from bridge.upstream.sim.account import SimulatedAccount
@@ -69,6 +73,8 @@ def _settings_help() -> str:
     lines = ["settings (TOML file keys; environment variables win over the file):"]
     for field, text in HELP.items():
         default = getattr(Settings(), field)
+        if isinstance(default, bool):
+            default = str(default).lower()  # as TOML and the environment write it
         shown = "" if default in (None, "") else f" [default: {default}]"
         limits = allowed_range(field)
         shown += f" [range: {limits}]" if limits else ""
@@ -269,6 +275,20 @@ async def _serve_adapter(settings: Settings) -> None:
         await bus.close()
 
 
+def _record_and_role(settings: Settings, names: Names, bus: Bus) -> tuple[CommandRecord, Role]:
+    """On RabbitMQ: the replicated record and the broker lease; embedded: SQLite, always active."""
+    if isinstance(bus, AmqpBus):
+        record = StreamRecord(
+            bus, names.record_stream(settings.account), hours=settings.idempotency_hours
+        )
+        role = BrokerLease(
+            bus, names.active_queue(settings.account), settings.queue_type, me=active_id()
+        )
+        return record, role
+    path = settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite"
+    return SqliteRecord(path, ttl=settings.idempotency_hours * 3600), AlwaysActive()
+
+
 async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     names = Names(settings.namespace)
     files = ClientFiles(
@@ -281,32 +301,45 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_RUNNING
-    store = DoneStore(
-        settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite",
-        ttl=settings.idempotency_hours * 3600,
-    )
     bus: Bus | None = None
     adapter: OpenqqAdapter | None = None
+    record: CommandRecord | None = None
     try:
         bus = await _connect(settings, "bridge")
-        upstream = make_upstream(settings, files)
-        bridge = Bridge(
-            bus,
-            names,
-            upstream,
-            settings,
-            store=store,
-            files=files,
-            show=show if settings.show_message else None,
-        )
-        _on_signals(bridge.request_stop)
+        record, role = _record_and_role(settings, names, bus)
+        stopping = asyncio.Event()
+        current: list[Bridge] = []
+
+        def stop() -> None:
+            stopping.set()
+            for b in current:
+                b.request_stop()
+
+        _on_signals(stop)
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.
             adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
             adapter = OpenqqAdapter(adapter_bus, names, settings)
             await declare_exchanges(bus, names)
             await adapter.start()
-        await bridge.run()
+        while True:
+            bridge = Bridge(
+                bus,
+                names,
+                make_upstream(settings, files),
+                settings,
+                record=record,
+                role=role,
+                files=files,
+                show=show if settings.show_message else None,
+            )
+            current[:] = [bridge]
+            if stopping.is_set():
+                break
+            await bridge.run()
+            if not bridge.demoted or stopping.is_set():
+                break
+            # Another bridge took the account over: start again, as a standby.
         if adapter is not None and adapter.forwarder is not None:
             # The original posts state_change [running, stop] and stop before it exits.
             await adapter.forwarder.drain(bridge.stop_reports)
@@ -316,6 +349,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await adapter.stop()
         if bus is not None:
             await bus.close()
-        store.close()
+        if record is not None:
+            await record.close()
         files.release()
     return 0

@@ -296,10 +296,15 @@ def allowed_range(field: str) -> str | None:
     if lo is None and hi is None:
         return None
     if lo is not None and hi is not None and not lo_open and not hi_open:
-        return f"{lo:g}..{hi:g}"
-    parts = [f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None else []
-    parts += [f"{'<' if hi_open else '<='} {hi:g}"] if hi is not None else []
+        return f"{_number(lo)}..{_number(hi)}"
+    parts = [f"{'>' if lo_open else '>='} {_number(lo)}"] if lo is not None else []
+    parts += [f"{'<' if hi_open else '<='} {_number(hi)}"] if hi is not None else []
     return " and ".join(parts)
+
+
+def _number(value: float) -> str:
+    """A bound as a person writes it: ``1073741824`` and ``0.5``, never ``1.07374e+09``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _redact_url(url: str) -> str:
