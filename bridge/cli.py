@@ -45,7 +45,8 @@ from bridge.showmsg import show
 from bridge.store import CommandRecord, SqliteRecord
 from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.settings import OneBotSettings
-from bridge.upstream.sim import SimSettings, SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
+from bridge.upstream.sim.settings import SimSettings
 
 log = logging.getLogger("bridge")
 
