@@ -18,7 +18,7 @@ from bridge.bus.base import Delivery
 from bridge.config import Settings
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.upstream.sim import SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
 from tests.adapter.conftest import subscribe_all
 from tests.conftest import ACCOUNT, delete_namespace, running_bridge, sim_url
 
