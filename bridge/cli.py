@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -20,6 +22,7 @@ from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
 from bridge.bus.memory import MemoryBus
+from bridge.bus.presence import PresenceAnnouncer
 from bridge.bus.topology import declare_account, declare_exchanges
 from bridge.clientfiles import ClientFiles
 from bridge.config import (
@@ -27,11 +30,15 @@ from bridge.config import (
     Settings,
     allowed_range,
     env_name,
+    load_accounts,
     load_settings,
     parse_hostport,
     unknown_variables,
 )
+from bridge.controller.run import serve_controller
+from bridge.core.events import Event, StateChange
 from bridge.core.ports import Upstream
+from bridge.core.presence import PRESENCE_INTERVAL, Presence
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
 from bridge.service import Bridge
@@ -56,6 +63,9 @@ commands:
            embedded in-memory bus: works on a fresh machine with nothing else
   bridge   the bridge alone, on RabbitMQ (AMQP_URL required); one process per account
   adapter  the Openqq HTTP API alone, on RabbitMQ (AMQP_URL required); run any number
+  controller
+           the Controller API of Mojo::Webqq on RabbitMQ (AMQP_URL required): starts and
+           supervises one bridge per account, serves every account with client=NAME
   declare  declare the namespace's exchanges and the account's command and dead-letter
            queues on RabbitMQ, then exit (commands sent before the bridge first runs wait)
   schemas  write (or --check) the JSON Schemas, AsyncAPI and OpenAPI documents
@@ -96,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "bridge and HTTP API in one process (embedded bus without AMQP_URL)"),
         ("bridge", "the bridge alone, on RabbitMQ"),
         ("adapter", "the Openqq HTTP API alone, on RabbitMQ"),
+        ("controller", "the Controller API: many accounts behind one endpoint, on RabbitMQ"),
         ("declare", "declare the exchanges and the account's queues on RabbitMQ, then exit"),
     ):
         sub.add_parser(
@@ -140,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"openqq-bridge: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(getattr(args, "config", None))
-        if args.cmd in ("bridge", "adapter", "declare") and not settings.amqp_url:
+        accounts = load_accounts(getattr(args, "config", None)) if args.cmd == "controller" else {}
+        if args.cmd in ("bridge", "adapter", "declare", "controller") and not settings.amqp_url:
             msg = (
                 f"setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge {args.cmd}`;"
                 " `openqq-bridge run` uses the embedded bus"
@@ -151,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     _setup_logging(settings.log_level)
     try:
-        return asyncio.run(serve(settings, args.cmd))
+        return asyncio.run(serve(settings, args.cmd, accounts=accounts))
     except KeyboardInterrupt:
         return 0
 
@@ -185,6 +197,25 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
     )
 
 
+def _presence(settings: Settings, files: ClientFiles, bridge: Bridge, *, ended: bool) -> Presence:
+    """What the bridge announces on the bus (bridge.core.presence)."""
+    bound = getattr(bridge.upstream, "bound", None)
+    sim = f"{bound[0]}:{bound[1]}" if settings.upstream == "sim" and bound else None
+    return Presence(
+        account=settings.account,
+        # A bridge whose run() returned is stopped, whatever the upstream said last.
+        state="stop" if ended else bridge.state,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        start_time=files.start_time,
+        version=__version__,
+        upstream=settings.upstream,
+        interval=PRESENCE_INTERVAL,
+        sim_listen=sim,
+        tmpdir=str(files.dir),
+    )
+
+
 async def _connect(settings: Settings, role: str) -> Bus:
     if not settings.amqp_url:
         log.info("AMQP_URL unset: using the embedded in-memory bus")
@@ -197,9 +228,13 @@ async def _connect(settings: Settings, role: str) -> Bus:
     )
 
 
-async def serve(settings: Settings, role: str = "run") -> int:
+async def serve(
+    settings: Settings, role: str = "run", *, accounts: dict[str, dict[str, str]] | None = None
+) -> int:
     """Run the role until SIGINT/SIGTERM (or stop_client); return the exit code."""
     try:
+        if role == "controller":
+            return await _serve_controller(settings, accounts or {})
         if role == "adapter":
             await _serve_adapter(settings)
         elif role == "declare":
@@ -229,6 +264,18 @@ async def _declare(settings: Settings) -> None:
         )
     finally:
         await bus.close()
+
+
+async def _serve_controller(settings: Settings, accounts: dict[str, dict[str, str]]) -> int:
+    bus = await _connect(settings, "controller")
+    try:
+        await serve_controller(bus, settings, accounts)
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return EXIT_RUNNING
+    finally:
+        await bus.close()
+    return 0
 
 
 def _on_signals(stop: Callable[[], None]) -> None:
@@ -269,19 +316,25 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     )
     bus: Bus | None = None
     adapter: OpenqqAdapter | None = None
+    announcer: PresenceAnnouncer | None = None
+    ended = asyncio.Event()
     try:
         bus = await _connect(settings, "bridge")
         upstream = make_upstream(settings, files)
-        bridge = Bridge(
-            bus,
-            names,
-            upstream,
-            settings,
-            store=store,
-            files=files,
-            show=show if settings.show_message else None,
+        announcer = PresenceAnnouncer(
+            bus, names, lambda: _presence(settings, files, bridge, ended=ended.is_set())
         )
+
+        def observe(event: Event) -> None:
+            if settings.show_message:
+                show(event)
+            if isinstance(event, StateChange):
+                assert announcer is not None
+                announcer.changed()
+
+        bridge = Bridge(bus, names, upstream, settings, store=store, files=files, show=observe)
         _on_signals(bridge.request_stop)
+        announcer.start()
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.
             adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
@@ -291,6 +344,9 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
         await bridge.run()
         log.info("stopped")
     finally:
+        ended.set()
+        if announcer is not None:
+            await announcer.stop()
         if adapter is not None:
             await adapter.stop()
         if bus is not None:

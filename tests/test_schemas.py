@@ -100,6 +100,7 @@ def test_asyncapi_lists_every_channel_and_message():
         "commands_control",
         "dead",
         "post_api",
+        "presence",
     }
     messages = doc["components"]["messages"]
     assert {m["name"] for m in messages.values()} >= set(ev.EVENT_TYPES)
