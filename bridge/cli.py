@@ -279,9 +279,21 @@ async def _serve_controller(settings: Settings, accounts: dict[str, dict[str, st
 
 
 def _on_signals(stop: Callable[[], None]) -> None:
+    """The first SIGINT/SIGTERM stops gracefully (bounded); a second one exits at once."""
     loop = asyncio.get_running_loop()
+    first: list[signal.Signals] = []
+
+    def handler(sig: signal.Signals) -> None:
+        if first:
+            log.warning("second %s: exiting now, without finishing the stop", sig.name)
+            # A person pressing Ctrl-C twice wants out; the pid lock dies with the process.
+            os._exit(128 + sig)
+        first.append(sig)
+        log.info("%s: stopping (send it again to exit at once)", sig.name)
+        stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, handler, sig)
 
 
 async def _serve_adapter(settings: Settings) -> None:
@@ -342,6 +354,9 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await declare_exchanges(bus, names)
             await adapter.start()
         await bridge.run()
+        if adapter is not None and adapter.forwarder is not None:
+            # The original posts state_change [running, stop] and stop before it exits.
+            await adapter.forwarder.drain(bridge.stop_reports)
         log.info("stopped")
     finally:
         ended.set()

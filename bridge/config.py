@@ -204,8 +204,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = False
     post_api_retry_seconds: Annotated[
         float,
-        Meta(ge=0, le=604_800, description="how long a report is retried before dead-lettered"),
+        Meta(ge=0, le=604_800, description="seconds a report waits for a receiver that is down"),
     ] = 600.0
+    post_api_reject_retries: Annotated[
+        int,
+        Meta(ge=0, le=100, description="quick retries of a report the receiver rejects (500, 4xx)"),
+    ] = 3
     post_api_timeout: Annotated[
         float, Meta(gt=0, le=3600, description="seconds one post_api request may take")
     ] = 120.0

@@ -32,7 +32,7 @@ from bridge.core.contacts import ContactBook
 from bridge.core.model import Group, GroupMember, basic, display_name
 from bridge.core.pacing import KeyedLocks, Pacer
 from bridge.core.ports import SendOutcome, Upstream
-from bridge.core.routing import Names
+from bridge.core.routing import Names, event_key
 from bridge.errors import ActionFailed, BufferFull, UpstreamUnavailable
 from bridge.store import DoneStore
 
@@ -45,6 +45,13 @@ PUBLISH_WINDOW = 256
 
 
 _Item = tuple[ev.Event, str, asyncio.Future[None] | None]
+
+
+def _status(out: SendOutcome) -> str:
+    """发送成功, 发送失败, or 发送结果未知 when the QQ side may have delivered it (code -3)."""
+    if out.ok:
+        return "发送成功"
+    return c.STATUS_RESULT_UNKNOWN if out.code == c.CODE_RESULT_UNKNOWN else "发送失败"
 
 
 class Bridge:
@@ -104,6 +111,10 @@ class Bridge:
         )
         self._lanes = KeyedLocks()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        #: (routing key, message_id) of the events published once stopping began: the
+        #: reports of the stop, which a ``run`` process posts to post_api before it exits.
+        self.stop_reports: list[tuple[str, str]] = []
 
     # --- events ---------------------------------------------------------------------------
     async def emit(self, event: ev.Event) -> None:
@@ -132,6 +143,8 @@ class Bridge:
                 )
                 log.error(msg)
                 raise BufferFull(msg) from None
+        if self._stopping:
+            self.stop_reports.append((event_key(event.KIND, self.account), item[1]))
         self._observe(event)
 
     def _observe(self, event: ev.Event) -> None:
@@ -219,6 +232,7 @@ class Bridge:
         publisher: asyncio.Task[Any],
         stop: asyncio.Task[Any],
     ) -> None:
+        self._stopping = True
         stop.cancel()
         await self.server.stop()
         if not upstream.done():
@@ -335,8 +349,7 @@ class Bridge:
             # The send_message report goes out before the reply, as in the original.
             await self._enqueue(report(out), done)
         await done
-        status = "发送成功" if out.ok else "发送失败"
-        return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=status)
+        return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=_status(out))
 
     def _sent(self, out: SendOutcome, origin: str) -> dict[str, Any]:
         user = self.contacts.user
@@ -348,7 +361,7 @@ class Bridge:
             "code": out.code,
             "info": out.info,
             "ttl": out.ttl,
-            "msg": "发送成功" if out.ok else "发送失败",
+            "msg": _status(out),
             "from_": origin,
             "sender": user.name,
             "sender_id": user.id,

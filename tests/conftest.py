@@ -24,6 +24,7 @@ from bridge.core.routing import Names
 from bridge.service import Bridge
 from bridge.store import DoneStore
 from bridge.upstream.sim import SimSettings, SimulatedAccount
+from tests.fakes import WebhookRecorder
 from tests.proxy import TcpProxy
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -203,3 +204,12 @@ def sim_url(sim: SimulatedAccount, path: str) -> str:
     assert sim.bound is not None
     host, port = sim.bound
     return f"http://{host}:{port}{path}"
+
+
+@pytest.fixture
+async def hook(aiohttp_server) -> WebhookRecorder:
+    """A post_api receiver that records every request (``hook.url``, with ``?client=``)."""
+    rec = WebhookRecorder()
+    server = await aiohttp_server(rec.app())
+    rec.url = str(server.make_url("/post_api?client=default"))  # type: ignore[attr-defined]
+    return rec

@@ -8,6 +8,11 @@ For each delivery, in this order:
 - otherwise the command runs; a retryable failure (upstream or broker briefly away) is
   requeued once, then dead-lettered; any other failure is dead-lettered with its reason and
   answered with an error reply. The delivery is acked only after the reply was published.
+
+Stopping: commands not yet handed to the QQ side are withdrawn (their deliveries go back to
+the queue untouched, to run at the next start or on another bridge); commands already handed
+over finish, reply and ack (bounded); only then are the consumers cancelled, so no delivery is
+settled after the broker took it back.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from bridge.core.commands import (
     StatusReply,
     command_name,
     failure_reply,
+    unknown_reply,
 )
 from bridge.core.routing import Names
 from bridge.errors import RETRYABLE, PublishFailed
@@ -42,11 +48,17 @@ Executor = Callable[[Command], Awaitable[Any]]
 _SENDING: ContextVar[Callable[[], None] | None] = ContextVar("openqq_sending", default=None)
 
 
+class Expired(Exception):
+    """The command's expiration passed before it was handed to the QQ side."""
+
+
 def handing_over() -> None:
     """Mark the running command as handed to the QQ side (call right before the action).
 
     After this point a crash leaves the command's result unknown, so a redelivery is answered
-    as failed instead of running again; before it, a redelivery simply runs.
+    "result unknown" instead of running again; before it, a redelivery simply runs. Raises
+    Expired when the command's AMQP expiration passed since the bridge took it: its caller
+    stopped waiting, so it is not sent.
     """
     mark = _SENDING.get()
     if mark is not None:
@@ -73,7 +85,10 @@ class CommandServer:
         self._store = store
         self._prefetch = prefetch
         self._subs: list[Subscription] = []
-        self._inflight: set[asyncio.Task[None]] = set()
+        # Running commands -> whether each was handed to the QQ side.
+        self._inflight: dict[asyncio.Task[None], bool] = {}
+        self._withdrawn: set[asyncio.Task[None]] = set()
+        self._stopping = False
         # message_id -> reply of commands running now, so a duplicate waits for it.
         self._running: dict[str, asyncio.Future[bytes]] = {}
         self.executed = 0
@@ -89,30 +104,46 @@ class CommandServer:
             )
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking commands, then wait (bounded) for those already running."""
-        for sub in self._subs:
-            await sub.cancel()
-        self._subs.clear()
+        """Withdraw commands not yet handed over, let the others finish (bounded), cancel."""
+        self._stopping = True
+        for task, handed in list(self._inflight.items()):
+            if not handed:
+                self._withdrawn.add(task)
+                task.cancel()
         if self._inflight:
-            _, pending = await asyncio.wait(self._inflight, timeout=grace)
+            _, pending = await asyncio.wait(list(self._inflight), timeout=grace)
             if pending:
                 log.warning(
-                    "%d command(s) still running after %.0fs; cancelled",
+                    "%d command(s) handed to the QQ side still running after %.0fs;"
+                    " cancelled, their result is unknown",
                     len(pending),
                     grace,
                 )
                 for t in pending:
                     t.cancel()
+                await asyncio.wait(pending)
+        # Only now: cancelling gives every unsettled delivery back to the broker.
+        for sub in self._subs:
+            await sub.cancel()
+        self._subs.clear()
 
     async def _on_delivery(self, d: Delivery) -> None:
         task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
+        if self._stopping or task is None:
+            # Left unsettled: the broker takes it back when the consumer is cancelled.
+            return
+        self._inflight[task] = False
         try:
             await self._handle(d)
+        except asyncio.CancelledError:
+            if task not in self._withdrawn:
+                raise
+            # Withdrawn by stop() before it reached the QQ side: nothing ran, nothing settled.
+            task.uncancel()
+            log.debug("command %s withdrawn at stop; back to the queue", d.message_id)
         finally:
-            if task is not None:
-                self._inflight.discard(task)
+            self._inflight.pop(task, None)
+            self._withdrawn.discard(task)
 
     async def _handle(self, d: Delivery) -> None:
         try:
@@ -160,7 +191,7 @@ class CommandServer:
                 self.duplicates += 1
                 reason = "result unknown: the bridge stopped while running this command"
                 log.warning("command %s message_id %s: %s; not run again", name, mid, reason)
-                reply = encode(failure_reply(cmd, reason, code=-5))
+                reply = encode(unknown_reply(cmd, reason))
                 self._store.finish(mid, reply)
                 await self._reply_raw(d, reply, name)
                 await d.ack()
@@ -187,22 +218,39 @@ class CommandServer:
     async def _run(self, d: Delivery, cmd: Command, name: str, mid: str | None) -> bytes | None:
         """Execute, reply, settle; the reply body, or None when the delivery was requeued."""
         handed: list[bool] = []
+        # The caller's expiration, counted from now: the broker kept it at most that long.
+        deadline = (
+            asyncio.get_running_loop().time() + d.expiration_ms / 1000
+            if d.expiration_ms is not None
+            else None
+        )
 
         def mark() -> None:
+            if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                # Its caller stopped waiting long ago (the expiration): never send it now.
+                raise Expired
             handed.append(True)
+            task = asyncio.current_task()
+            if task is not None and task in self._inflight:
+                self._inflight[task] = True
             if mid:
                 self._store.mark_sent(mid)
 
         _SENDING.set(mark)
         try:
             result = await self._execute(cmd)
+        except Expired:
+            reason = (
+                f"expired: not run, its expiration ({d.expiration_ms} ms) passed while it"
+                " waited its turn"
+            )
+            log.warning("command %s (message_id %s) %s", name, mid, reason)
+            return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
         except RETRYABLE as exc:
             if handed:
                 # It reached the QQ side: trying again could do it twice.
                 reason = f"result unknown: {exc}"
-                return await self._settle_failed(
-                    d, reason, failure_reply(cmd, reason, code=-5), mid
-                )
+                return await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid)
             if not d.redelivered:
                 log.warning(
                     "command %s (message_id %s) failed, requeued once: %s",
@@ -219,6 +267,9 @@ class CommandServer:
         except Exception as exc:
             log.exception("command %s (message_id %s) crashed", name, mid)
             reason = f"{type(exc).__name__}: {exc}"
+            if handed:
+                reason = f"result unknown: {reason}"
+                return await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid)
             return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
 
         self.executed += 1

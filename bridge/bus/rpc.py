@@ -2,8 +2,13 @@
 
 Used by the HTTP adapter and by tools; any other program can do the same with plain AMQP
 (README has an example). One exclusive reply queue per client; pending calls are futures by
-correlation id, failed all at once on close; a command nobody consumes is returned by the
-broker and fails at once instead of waiting for the timeout.
+correlation id; a command nobody consumes is returned by the broker and fails at once instead
+of waiting for the timeout.
+
+A call's command carries an AMQP expiration equal to the caller's wait: if no bridge takes it
+in time the broker drops it (to the dead-letter queue), and a bridge that took it but did not
+hand it to QQ in time does not send it. A call that gets no reply (timeout, or the client
+closed while it waited) raises :class:`ReplyLost`: its result is unknown, never "failed".
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from bridge.errors import NoRoute, RpcTimeout
 log = logging.getLogger(__name__)
 
 
+class ReplyLost(ConnectionError):
+    """The command was sent, but the client closed before its reply came: result unknown."""
+
+
 class RpcClient:
     """Sends commands to the bridges of a namespace."""
 
@@ -30,6 +39,7 @@ class RpcClient:
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._queue = ""
         self._sub: Subscription | None = None
+        self._closed = False
 
     async def start(self) -> None:
         """Declare the reply queue and start listening on it."""
@@ -38,13 +48,18 @@ class RpcClient:
         self._sub = await self._bus.consume(self._queue, self._on_reply, prefetch=0, auto_ack=True)
 
     async def close(self) -> None:
-        """Stop listening; every pending call fails."""
+        """Refuse new calls, fail every pending one with ReplyLost, stop listening."""
+        self.abort_pending()
         if self._sub is not None:
             await self._sub.cancel()
             self._sub = None
+
+    def abort_pending(self) -> None:
+        """Refuse new calls and fail the pending ones at once (ReplyLost): a stop is under way."""
+        self._closed = True
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(ConnectionError("RPC client closed"))
+                fut.set_exception(ReplyLost("the RPC client stopped before the reply came"))
         self._pending.clear()
 
     async def _on_reply(self, d: Delivery) -> None:
@@ -63,7 +78,16 @@ class RpcClient:
         message_id: str | None = None,
         expiration_ms: int | None = None,
     ) -> bytes:
-        """Send a command and return the reply body; RpcTimeout, NoRoute on failure."""
+        """Send a command and return the reply body; RpcTimeout, NoRoute on failure.
+
+        ``expiration_ms`` defaults to the wait (``timeout``), so a command whose caller gave
+        up is never run later. ConnectionError if the client is stopping (nothing was sent).
+        """
+        if self._closed:
+            msg = "the RPC client is stopping"
+            raise ConnectionError(msg)
+        if expiration_ms is None:
+            expiration_ms = max(1, int(timeout * 1000))
         corr = uuid.uuid4().hex
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[corr] = fut
@@ -79,6 +103,9 @@ class RpcClient:
 
     async def cast(self, account: str, command: Command, *, message_id: str | None = None) -> None:
         """Send a command without waiting for a reply (fire-and-forget)."""
+        if self._closed:
+            msg = "the RPC client is stopping"
+            raise ConnectionError(msg)
         await self._send(account, command, None, None, message_id, None)
 
     async def _send(

@@ -228,7 +228,7 @@ def command_name(cls: type[Command] | Command) -> str:
 
 
 class SendReply(msgspec.Struct, kw_only=True):
-    """Result of a sync send: code 0 / 发送成功, negative codes / 发送失败, 100-105 not found."""
+    """A sync send's result: 0 发送成功, -3 发送结果未知, <0 发送失败, 100-105 not found."""
 
     code: int
     id: int | None
@@ -326,3 +326,21 @@ def failure_reply(cmd: Command, reason: str, code: int) -> SendReply | StatusRep
     if cmd.QUEUE == "send":
         return send_failure(reason, code=code)
     return StatusReply(code=code, status=reason)
+
+
+#: Code of a send whose result is unknown: it may have been sent, or may still be.
+CODE_RESULT_UNKNOWN = -3
+#: Its status: neither 发送成功 nor 发送失败, which legacy callers read as "not sent".
+STATUS_RESULT_UNKNOWN = "发送结果未知"
+
+
+def unknown_reply(cmd: Command, reason: str) -> SendReply | StatusReply:
+    """The reply for a command that may have run, or may still run: a send is never 发送失败.
+
+    Other commands keep code -5 with the reason (``result unknown: ...``) as their status.
+    """
+    if cmd.QUEUE == "send":
+        return SendReply(
+            code=CODE_RESULT_UNKNOWN, id=None, info=reason, status=STATUS_RESULT_UNKNOWN
+        )
+    return StatusReply(code=-5, status=reason)

@@ -109,6 +109,8 @@ class SimulatedAccount:
         self.world = default_world(0, 0, 0)
         self._emit: Emit | None = None
         self._stopped = asyncio.Event()
+        self._stopping = False
+        self._login_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._load: asyncio.Task[None] | None = None
         self.load_sent = 0
@@ -123,8 +125,7 @@ class SimulatedAccount:
         self._emit = emit
         await self._start_control()
         try:
-            await self._login()
-            if self.settings.load_rate > 0:
+            if await self._login_once() and self.settings.load_rate > 0:
                 self.start_load(
                     inj.LoadRequest(
                         rate=self.settings.load_rate, seconds=self.settings.load_seconds
@@ -167,12 +168,39 @@ class SimulatedAccount:
         await self._set_state("running")
         await self._send_event(ev.Login(params=(1,)))
 
+    async def _login_once(self) -> bool:
+        """Log in as a task stop() can cancel; True when the account is running."""
+        if self._stopping:
+            return False
+        task = asyncio.get_running_loop().create_task(self._login())
+        self._login_task = task
+        try:
+            # wait() does not raise when stop() cancels the login, only when run() is.
+            await asyncio.wait([task])
+        finally:
+            if not task.done():
+                task.cancel()
+            self._login_task = None
+        if task.cancelled():
+            return False
+        task.result()
+        return True
+
     async def relogin(self) -> None:
         """Log in again, as after a QR scan: ids stay the same in the simulation."""
-        await self._login()
+        await self._login_once()
 
     async def stop(self) -> None:
-        """State stop, the stop event, then run() returns."""
+        """State stop, the stop event, then run() returns; nothing is emitted after them."""
+        self._stopping = True
+        login = self._login_task
+        if login is not None and not login.done():
+            # A login under way must not announce confirming/running/login after the stop.
+            login.cancel()
+            await asyncio.wait([login])
+        if self._load is not None:
+            self._load.cancel()
+            self._load = None
         if self.state != "stop":
             await self._set_state("stop")
             await self._send_event(ev.Stop())
@@ -453,7 +481,7 @@ class SimulatedAccount:
 
     async def inject(self, req: inj.Inject) -> ev.Event:
         """Make the account receive a message or event; returns what it emitted."""
-        if self.state != "running":
+        if self.state != "running" or self._stopping:
             msg = f"account is {self.state}, not running"
             raise UpstreamUnavailable(msg)
         event = self.build(req)

@@ -20,14 +20,6 @@ from tests.fakes import WebhookRecorder, json_answer, status
 
 
 @pytest.fixture
-async def hook(aiohttp_server) -> WebhookRecorder:
-    rec = WebhookRecorder()
-    server = await aiohttp_server(rec.app())
-    rec.url = str(server.make_url("/post_api?client=default"))  # type: ignore[attr-defined]
-    return rec
-
-
-@pytest.fixture
 def adapter_options(hook: WebhookRecorder) -> dict[str, Any]:
     return {"post_api": hook.url, "post_api_retry_wait": 0.02, "post_api_retry_seconds": 5}  # type: ignore[attr-defined]
 
@@ -130,41 +122,91 @@ async def test_a_receiver_replying_to_everything_makes_no_loop(api: Api, hook: W
 async def test_receiver_down_then_back_loses_nothing_and_keeps_order(
     api: Api, hook: WebhookRecorder
 ):
-    hook.script = [status(503), status(502), lambda _r: web.Response(status=500)] * 2
+    # Every "down" answer: more of them than reject_retries, and none dead-letters.
+    hook.script = [status(503), status(502), status(504), status(408), status(429), status(503)]
     for i in range(5):
         await inject(api, group_message(f"m{i}"))
     # Six failed attempts, then each message once: retries repeat the head, never skip it.
     got = [m["content"] for m in await posted_messages(hook, 11)]
     assert got == ["m0"] * 7 + ["m1", "m2", "m3", "m4"]
+    assert api.adapter.forwarder is not None
+    assert api.adapter.forwarder.dead_lettered == 0
 
 
-async def test_a_refused_event_is_dead_lettered_with_the_reason(
-    api: Api, hook: WebhookRecorder, ns
-):
+async def dead_letters(api: Api, ns: str) -> asyncio.Queue[Delivery]:
     dead: asyncio.Queue[Delivery] = asyncio.Queue()
-    names = Names(ns)
     q = await api.bus.declare_queue("", exclusive=True)
-    await api.bus.bind(q, names.dead, "#")
+    await api.bus.bind(q, Names(ns).dead, "#")
 
     async def on(d: Delivery) -> None:
         await d.ack()
         await dead.put(d)
 
     await api.bus.consume(q, on, prefetch=10)
+    return dead
+
+
+@pytest.mark.parametrize("code", [500, 404])
+async def test_a_rejected_report_is_retried_quickly_then_dead_lettered_and_the_rest_go_on(
+    api: Api, hook: WebhookRecorder, ns, code: int, caplog
+):
+    dead = await dead_letters(api, ns)
     hook.default = lambda r: (
-        web.Response(status=404) if b'"content":"bad"' in r.body else web.Response(text="ok")
+        web.Response(status=code) if b'"content":"bad"' in r.body else web.Response(text="ok")
     )
+    await inject(api, group_message("before"))
     await inject(api, group_message("bad"))
-    await inject(api, group_message("good"))
+    for i in range(3):
+        await inject(api, group_message(f"after{i}"))
+    later = await posted_messages(hook, 8)
+    # One attempt and three quick retries (post_api_reject_retries), then the queue goes on.
+    assert [m["content"] for m in later] == ["before"] + ["bad"] * 4 + [
+        "after0",
+        "after1",
+        "after2",
+    ]
     async with asyncio.timeout(5):
         d = await dead.get()
     assert b'"content":"bad"' in d.body
-    assert "receiver refused it with HTTP 404" in str(d.headers["x-openqq-reason"])
-    assert "client=default" not in str(d.headers["x-openqq-reason"]), (
-        "query strings may hold secrets"
+    reason = str(d.headers["x-openqq-reason"])
+    assert f"rejected it: HTTP {code} (4 attempt(s))" in reason
+    assert "client=default" not in reason, "query strings may hold secrets"
+    assert dead.empty()
+    line = next(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert "receive_message.group_message" in line, line
+    assert f"HTTP {code}" in line
+    assert "client=default" not in line
+    assert "the next report goes out" in line
+
+
+async def test_a_rejected_report_is_not_retried_with_zero_reject_retries(
+    ns, tmp_path, hook: WebhookRecorder
+):
+    from bridge.bus.memory import MemoryBus
+    from tests.conftest import running_adapter, running_bridge
+
+    shared = MemoryBus()
+    hook.default = lambda r: (
+        web.Response(status=500) if b'"content":"bad"' in r.body else web.Response(text="ok")
     )
-    later = await posted_messages(hook, 2)
-    assert [m["content"] for m in later] == ["bad", "good"]
+    async with (
+        running_bridge(MemoryBus(shared.broker), ns, tmp_path) as (_bridge, sim),
+        running_adapter(
+            MemoryBus(shared.broker),
+            ns,
+            post_api=hook.url,  # type: ignore[attr-defined]
+            post_event=False,
+            post_api_retry_wait=0.02,
+            post_api_reject_retries=0,
+        ),
+    ):
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s:
+            for text in ("bad", "good"):
+                await s.post(sim_url(sim, "/sim/inject"), json=group_message(text))
+        got = await posted_messages(hook, 2)
+    assert [m["content"] for m in got] == ["bad", "good"]
 
 
 async def test_retries_are_bounded(ns, tmp_path, hook: WebhookRecorder):

@@ -434,7 +434,7 @@ async def test_command_interrupted_by_a_crash_is_answered_failed(bus_factory, ns
             )
         )
         await rpc.close()
-    assert (reply["code"], reply["status"]) == (-5, "发送失败")
+    assert (reply["code"], reply["status"]) == (-3, "发送结果未知")
     assert "result unknown" in reply["info"]
     assert waited["code"] == 0
     assert body(await take(events))["content"] == "y"

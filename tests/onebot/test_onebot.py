@@ -479,7 +479,7 @@ async def test_failed_actions_become_openqq_errors_and_risk_control_is_reported(
 async def test_a_send_that_times_out_fails_and_is_not_retried(ob: OB):
     ob.fake.script["send_group_msg"] = lambda _p: None  # never answers
     reply = await ob.call(c.SendGroupMessage(uid=67890, content="slow"), timeout=10)
-    assert (reply["code"], reply["status"]) == (-3, "发送失败")
+    assert (reply["code"], reply["status"]) == (-3, "发送结果未知")
     assert "may have been delivered" in reply["info"]
     await ob.fake.next_action("send_group_msg")
     await asyncio.sleep(0.3)

@@ -20,7 +20,7 @@ from bridge.adapters.openqq.app import OpenqqApi
 from bridge.adapters.openqq.check_event import EventBuffer
 from bridge.adapters.openqq.httpserver import RawTargetRunner
 from bridge.adapters.openqq.jsonfmt import legacy
-from bridge.adapters.openqq.post_api import PostApiForwarder, http_headers, where
+from bridge.adapters.openqq.post_api import STOP_GRACE, PostApiForwarder, http_headers, where
 from bridge.adapters.openqq.replica import ContactReplica
 from bridge.bus.base import Bus, Delivery, Subscription
 from bridge.bus.rpc import RpcClient
@@ -108,6 +108,7 @@ class OpenqqAdapter:
             RawTargetRunner,
             max_line_size=MAX_LINE,
             max_field_size=MAX_FIELD,
+            shutdown_timeout=STOP_GRACE,
         )
         log.info(
             "Openqq API on http://%s:%d/openqq/ for account %s", *self.bound, self.opts.account
@@ -120,7 +121,10 @@ class OpenqqAdapter:
             )
 
     async def stop(self) -> None:
-        """Stop serving, then post_api, the heartbeat and the subscriptions."""
+        """Answer pending calls, stop serving, then post_api, the heartbeat, subscriptions."""
+        # Callers waiting for the bridge are answered now (result unknown), not after
+        # rpc_timeout; requests still in progress after STOP_GRACE are cut.
+        self.rpc.abort_pending()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

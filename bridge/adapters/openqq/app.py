@@ -23,7 +23,7 @@ from bridge.adapters.openqq.jsonfmt import dumps, legacy
 from bridge.adapters.openqq.params import BadRequest, Params, TooLarge, last, read_params
 from bridge.adapters.openqq.replica import ContactReplica
 from bridge.adapters.openqq.routes import AUTH_FAILURE, JSON, ROUTES, Answer
-from bridge.bus.rpc import RpcClient
+from bridge.bus.rpc import ReplyLost, RpcClient
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.errors import NoRoute, PublishFailed, RpcTimeout
@@ -111,18 +111,29 @@ class OpenqqApi:
 
     # --- calls to the bridge --------------------------------------------------------------
     async def call(self, cmd: c.Command) -> bytes:
-        """The legacy bytes of the bridge's reply, or an error reply of the right shape."""
+        """The legacy bytes of the bridge's reply, or an error reply of the right shape.
+
+        A command that was sent but got no reply may still run (until its expiration, the
+        caller's wait): a send then answers 发送结果未知, never 发送失败.
+        """
+        timeout = self.opts.rpc_timeout
         try:
-            return legacy(
-                await self.rpc.call(self.opts.account, cmd, timeout=self.opts.rpc_timeout)
-            )
-        except (RpcTimeout, NoRoute, PublishFailed, ConnectionError) as exc:
+            return legacy(await self.rpc.call(self.opts.account, cmd, timeout=timeout))
+        except (RpcTimeout, ReplyLost) as exc:
             reason = (
-                f"no answer from the bridge within {self.opts.rpc_timeout:g}s (the command may"
-                " still run)"
+                f"no answer from the bridge within {timeout:g}s"
                 if isinstance(exc, RpcTimeout)
-                else f"bridge unavailable: {exc}"
+                else "the adapter stopped before the bridge answered"
+            ) + (
+                f"; result unknown: it may still be sent if a bridge takes it within {timeout:g}s"
+                " of the request, else it is dropped"
             )
+            log.warning("%s for account %s: %s", c.command_name(cmd), self.opts.account, reason)
+            if cmd.QUEUE == "send":
+                return dumps(c.unknown_reply(cmd, reason))
+            return dumps(c.StatusReply(code=CODE_BRIDGE_UNAVAILABLE, status=reason))
+        except (NoRoute, PublishFailed, ConnectionError) as exc:
+            reason = f"bridge unavailable: {exc}"
             log.warning("%s for account %s: %s", c.command_name(cmd), self.opts.account, reason)
             if cmd.QUEUE == "send":
                 return dumps(c.send_failure(reason))

@@ -1,21 +1,38 @@
-"""post_api: every message and listed event POSTed to the receiver, durably and in order.
+"""post_api: every message and listed event is POSTed to the receiver, durably and in order.
 
 Events wait in a durable queue on the broker (``<ns>.<account>.post_api``, single active
 consumer, one in flight) while the receiver is down, and go out in order when it is back.
-Each POST is retried with backoff while the receiver is unreachable, times out or answers
-5xx, 408 or 429, for at most ``retry_seconds``; then, or at once for any other 4xx, the event
-is dead-lettered with the reason. A JSON answer with ``reply`` sends the reply to the
-conversation, and ``shutup`` mutes the sender (spec §6.5), as commands on the bus.
+Two kinds of failure are told apart (README, "post_api"):
+
+- the receiver is *down*: unreachable, the request timed out, or it answered 502, 503, 504
+  (a proxy or the server says "not now"), 408 or 429 (it asks to be asked again). Nothing is
+  lost and order is kept: the same report is retried with backoff for
+  ``post_api_retry_seconds``, every later report waiting behind it; then it is dead-lettered.
+- the receiver *rejects this report*: any other HTTP error (500, 501, 4xx, too many
+  redirects). Its handler failed on this report, which retrying rarely fixes: it gets
+  ``post_api_reject_retries`` quick retries, then is dead-lettered with the reason (header
+  ``x-openqq-reason``) and the next report goes out.
+
+A JSON answer with ``reply`` sends the reply to the conversation, and ``shutup`` mutes the
+sender (spec §6.5), as commands on the bus.
 
 Loop guard: replies made from post_api answers are sent with ``from: "code"``, and a
 ``send_message`` report with ``from: "code"`` never triggers another reply. A receiver that
 answers every report with a reply therefore gets one reply per message, not an endless chain.
+
+Stopping: no new report is taken, the one being posted gets ``STOP_GRACE`` seconds to finish
+(it is not retried any more), then goes back to the queue. Before a ``run`` process exits,
+:meth:`PostApiForwarder.drain` posts the reports of the stop itself (``state_change`` to stop,
+``stop``), bounded by ``DRAIN_SECONDS``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,17 +42,16 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_delay,
     wait_exponential_jitter,
 )
 
 from bridge.adapters.openqq.jsonfmt import legacy
-from bridge.bus.base import Bus, Delivery, Subscription
+from bridge.bus.base import REASON_HEADER, Bus, Delivery, Subscription
 from bridge.bus.deadletter import dead_letter
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core.events import EVENT_NAMES
-from bridge.core.routing import Names
+from bridge.core.routing import Names, topic_matches
 from bridge.errors import PublishFailed
 
 log = logging.getLogger(__name__)
@@ -44,16 +60,28 @@ USER_AGENT = "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko
 MAX_ANSWER = 1 << 20
 #: Longest pause between two attempts: a receiver that is back gets its events within this.
 MAX_BACKOFF = 10.0
+#: HTTP answers that mean "the receiver is down or busy, ask again": retried in order.
+DOWN_STATUSES = frozenset({408, 429, 502, 503, 504})
+#: Seconds the report being posted gets to finish when the forwarder stops.
+STOP_GRACE = 5.0
+#: Seconds a stopping ``run`` process waits for the reports of its own stop to be posted.
+DRAIN_SECONDS = 5.0
+#: Message ids of settled reports remembered for drain().
+_REMEMBERED = 4096
 
 Cast = Callable[[c.Command, str], Awaitable[None]]
 
 
-class Retryable(Exception):
-    """The receiver may take it later (down, timeout, 5xx)."""
+class Unreachable(Exception):
+    """The receiver is down, busy or slow: the report is kept and retried in order."""
 
 
-class Refused(Exception):
-    """The receiver refused the event (4xx): retrying will not help."""
+class Rejected(Exception):
+    """The receiver answered this report with an error: a few retries, then dead-lettered."""
+
+
+class _Stopping(Exception):
+    """The forwarder stops: the report goes back to the queue instead of being retried."""
 
 
 def where(url: str) -> str:
@@ -65,6 +93,13 @@ def where(url: str) -> str:
 def http_headers() -> dict[str, str]:
     """Headers of the original's requests (spec §6.2); no Accept header."""
     return {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
+
+
+def verdict(status: int) -> type[Exception] | None:
+    """None for a success, else which failure an HTTP status is (see the module doc)."""
+    if status < 400:
+        return None
+    return Unreachable if status in DOWN_STATUSES else Rejected
 
 
 class PostApiForwarder:
@@ -93,6 +128,10 @@ class PostApiForwarder:
         self.queue = f"{names.prefix}.{settings.account}.post_api"
         self._session: aiohttp.ClientSession | None = None
         self._sub: Subscription | None = None
+        self._current: asyncio.Task[Any] | None = None
+        self._stopping = asyncio.Event()
+        self._settled: deque[str] = deque(maxlen=_REMEMBERED)
+        self._progress = asyncio.Event()
         self.delivered = 0
         self.dead_lettered = 0
 
@@ -128,8 +167,53 @@ class PostApiForwarder:
         self._sub = await self._bus.consume(q, self._on_delivery, prefetch=1)
         log.info("post_api: reporting to %s from queue %s", where(self.url), self.queue)
 
+    async def drain(
+        self,
+        reports: Iterable[tuple[str, str]],
+        timeout: float = DRAIN_SECONDS,  # noqa: ASYNC109 - a bound, not a request deadline
+    ) -> int:
+        """Wait until the given (routing key, message id) events are posted; how many are not.
+
+        Events this queue is not bound for are skipped. Bounded by ``timeout``: a receiver
+        that is down keeps them waiting in the queue for the next consumer.
+        """
+        keys = self.selected()
+        wanted = {mid for key, mid in reports if any(topic_matches(k, key) for k in keys)}
+        try:
+            async with asyncio.timeout(timeout):
+                while wanted - set(self._settled):
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            left = len(wanted - set(self._settled))
+            log.warning(
+                "post_api %s: %d report(s) of the stop not posted within %gs; they stay in"
+                " queue %s for the next adapter (the embedded bus keeps nothing)",
+                where(self.url),
+                left,
+                timeout,
+                self.queue,
+            )
+            return left
+        return 0
+
     async def stop(self) -> None:
-        """Stop consuming (an event being posted goes back to the queue) and close."""
+        """Take no new report, let the one being posted finish (bounded), cancel, close."""
+        self._stopping.set()
+        current = self._current
+        if current is not None and not current.done():
+            _, pending = await asyncio.wait([current], timeout=STOP_GRACE)
+            if pending:
+                log.warning(
+                    "post_api %s: a report still posting after %gs at stop; it goes back to"
+                    " queue %s and may reach the receiver twice",
+                    where(self.url),
+                    STOP_GRACE,
+                    self.queue,
+                )
+                current.cancel()
+                await asyncio.wait([current])
+        # Only now: cancelling gives the unsettled report back to the broker.
         if self._sub is not None:
             await self._sub.cancel()
             self._sub = None
@@ -138,66 +222,146 @@ class PostApiForwarder:
             self._session = None
 
     async def _on_delivery(self, d: Delivery) -> None:
-        body = legacy(d.body)
+        if self._stopping.is_set():
+            return  # left unsettled: the broker takes it back when the consumer is cancelled
+        self._current = asyncio.current_task()
         try:
-            ctype, answer = await self._post(body, d)
-        except (Retryable, Refused) as exc:
-            reason = f"post_api {where(self.url)}: {exc}"
-            log.error("%s; %s dead-lettered", reason, d.type or d.routing_key)
+            await self._forward(d)
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+            # stop() gave up waiting: the report goes back to the queue unsettled.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            self._current = None
+
+    async def _forward(self, d: Delivery) -> None:
+        what = d.type or d.routing_key
+        try:
+            ctype, answer = await self._post(legacy(d.body), what)
+        except _Stopping:
+            return
+        except (Unreachable, Rejected) as exc:
+            url = where(self.url)
+            if isinstance(exc, Rejected):
+                attempts = self.opts.post_api_reject_retries + 1
+                reason = f"post_api {url} rejected it: {exc} ({attempts} attempt(s))"
+            else:
+                reason = f"post_api {url} down for {self.opts.post_api_retry_seconds:g}s: {exc}"
             try:
                 await dead_letter(self._bus, self._names, d, reason, self.queue)
-            except PublishFailed:
+            except PublishFailed as pexc:
+                log.error(
+                    "post_api: %s could not be dead-lettered (%s); it stays in queue %s",
+                    what,
+                    pexc,
+                    self.queue,
+                )
                 await d.reject(requeue=True)
                 return
+            log.error(
+                "%s: %s dead-lettered to %s (reason in header %s); the next report goes out",
+                reason,
+                what,
+                self._names.dead,
+                REASON_HEADER,
+            )
             self.dead_lettered += 1
-            await d.ack()
+            await self._settle(d)
             return
         self.delivered += 1
         await self._act(d, ctype, answer)
-        await d.ack()
+        await self._settle(d)
 
-    async def _post(self, body: bytes, d: Delivery) -> tuple[str, bytes]:
+    async def _settle(self, d: Delivery) -> None:
+        await d.ack()
+        if d.message_id:
+            self._settled.append(d.message_id)
+        self._progress.set()
+
+    async def _post(self, body: bytes, what: str) -> tuple[str, bytes]:
         assert self._session is not None
         session = self._session
+        first = time.monotonic()
+        rejections = 0
+        url = where(self.url)
+
+        def stop(state: RetryCallState) -> bool:
+            nonlocal rejections
+            exc = state.outcome.exception() if state.outcome else None
+            if self._stopping.is_set():
+                return True
+            if isinstance(exc, Rejected):
+                rejections += 1
+                return rejections > self.opts.post_api_reject_retries
+            return time.monotonic() - first >= self.opts.post_api_retry_seconds
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "post_api %s: %s (attempt %d); %s waits, retrying",
-                where(self.url),
-                exc,
-                state.attempt_number,
-                d.type or d.routing_key,
-            )
+            pause = state.next_action.sleep if state.next_action else 0.0
+            if isinstance(exc, Rejected):
+                log.warning(
+                    "post_api %s rejected %s with %s (attempt %d of %d); retrying in %.1fs,"
+                    " then it is dead-lettered",
+                    url,
+                    what,
+                    exc,
+                    state.attempt_number,
+                    self.opts.post_api_reject_retries + 1,
+                    pause,
+                )
+            else:
+                log.warning(
+                    "post_api %s: receiver down (%s, attempt %d); %s and every later report"
+                    " wait in order, retrying in %.1fs for up to %gs in all",
+                    url,
+                    exc,
+                    state.attempt_number,
+                    what,
+                    pause,
+                    self.opts.post_api_retry_seconds,
+                )
 
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(self.opts.post_api_retry_seconds),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry_wait, max=MAX_BACKOFF, jitter=self.retry_wait
-            ),
-            retry=retry_if_exception_type(Retryable),
-            before_sleep=before_sleep,
-            reraise=True,
-        ):
-            with attempt:
-                try:
-                    async with session.post(
-                        self.url,
-                        data=body,
-                        headers={"Content-Type": "application/json"},
-                        max_redirects=7,
-                    ) as r:
-                        if r.status >= 500 or r.status in (408, 429):
-                            msg = f"receiver answered HTTP {r.status}"
-                            raise Retryable(msg)
-                        if r.status >= 400:
-                            msg = f"receiver refused it with HTTP {r.status}"
-                            raise Refused(msg)
-                        return r.headers.get("Content-Type", ""), await r.content.read(MAX_ANSWER)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    raise Retryable(msg) from exc
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop,
+                wait=wait_exponential_jitter(
+                    multiplier=self.retry_wait,
+                    max=MAX_BACKOFF,
+                    jitter=self.retry_wait,
+                ),
+                retry=retry_if_exception_type((Unreachable, Rejected)),
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._attempt(session, body)
+        except (Unreachable, Rejected):
+            if self._stopping.is_set():
+                raise _Stopping from None
+            raise
         raise AssertionError  # unreachable: AsyncRetrying either returns or raises
+
+    async def _attempt(self, session: aiohttp.ClientSession, body: bytes) -> tuple[str, bytes]:
+        try:
+            async with session.post(
+                self.url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                max_redirects=7,
+            ) as r:
+                failure = verdict(r.status)
+                if failure is not None:
+                    raise failure(f"HTTP {r.status}")
+                return r.headers.get("Content-Type", ""), await r.content.read(MAX_ANSWER)
+        except aiohttp.TooManyRedirects as exc:
+            msg = f"more than 7 redirects (HTTP {exc.status})"
+            raise Rejected(msg) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise Unreachable(text) from exc
 
     async def _act(self, d: Delivery, ctype: str, answer: bytes) -> None:
         if "text/json" not in ctype and "application/json" not in ctype:
