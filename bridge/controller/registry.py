@@ -83,8 +83,9 @@ class Registry:
             acc = self.accounts.get(name)
             if acc is None:
                 acc = Account(name, local, last_seen=time.monotonic())
-                self.accounts[name] = acc
+                # Listed once its API is up, so check_client never shows a half-made client.
                 await self._appeared(name)
+                self.accounts[name] = acc
                 log.info("client %s known (%s)", name, "local" if local else "on the bus")
             acc.local = acc.local or local
             return acc
