@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 
+import msgspec
 from aiohttp import web
 
 from bridge.adapters.openqq.adapter import MAX_FIELD, MAX_LINE
@@ -56,7 +57,9 @@ class Controller:
         await declare_exchanges(self.bus, self.names)
         await self.registry.start()
         for name in self.supervisor.resume():
-            await self.registry.add(name, local=True)
+            acc = await self.registry.add(name, local=True)
+            # Until its next presence, an adopted bridge's state is what its state file says.
+            acc.state = _file_state(self.supervisor.bridges[name].settings, name) or acc.state
         for name, overrides in sorted(self.accounts.items()):
             if name not in self.supervisor.bridges:
                 answer = await self.api.start_client(name, {k: [v] for k, v in overrides.items()})
@@ -85,6 +88,15 @@ class Controller:
         await self.registry.close()
         await self.apis.close()
         self.datafile.release()
+
+
+def _file_state(settings: Settings, name: str) -> str | None:
+    path = settings.data_dir / f"mojo_webqq_state_{name}.json"
+    try:
+        state = msgspec.json.decode(path.read_bytes()).get("state")
+    except (OSError, msgspec.DecodeError, AttributeError):
+        return None
+    return state if isinstance(state, str) else None
 
 
 async def serve_controller(

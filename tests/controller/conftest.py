@@ -86,8 +86,8 @@ class Ctl:
     receiver: Receiver
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        self.proc = start(["controller"], self.env, self.tmp)
+    def start(self, *args: str) -> None:
+        self.proc = start(["controller", *args], self.env, self.tmp)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log()

@@ -286,9 +286,10 @@ def test_restarted_controller_finds_its_clients(ctl: Ctl, three: dict[str, bytes
     after = ctl.clients()
     assert sorted(after) == sorted(ACCOUNTS3)
     for name in ACCOUNTS3:
-        assert (after[name]["pid"], after[name]["port"]) == (
+        # Same process, same port, and its state at once (from its state file).
+        assert (after[name]["pid"], after[name]["port"], after[name]["state"]) == (
             before[name]["pid"],
             before[name]["port"],
+            "running",
         )
-        ctl.wait_state(name, "running")
     assert ctl.get("/openqq/get_user_info?client=a3").json()["uid"] == 123456

@@ -1,0 +1,152 @@
+"""`openqq-bridge controller` start-up: settings, [accounts.NAME] tables, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bridge.config import Settings, load_accounts, load_settings, settings_env
+from bridge.controller.datafile import DataFile
+from bridge.controller.multi import with_client
+from bridge.errors import ConfigError
+from tests.conftest import delete_namespace
+from tests.controller.conftest import Ctl, Receiver, backend_base
+from tests.procs import bridge_env, free_port, run_cli
+
+
+def test_controller_needs_the_broker(tmp_path):
+    done = run_cli("controller", env=bridge_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr == (
+        "openqq-bridge: config error: setting 'amqp_url' (AMQP_URL) is required by"
+        " `openqq-bridge controller`; `openqq-bridge run` uses the embedded bus\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        (
+            "[accounts.c1]\nfoo = 1\n",
+            "[accounts.c1]: unknown setting 'foo'; see openqq-bridge --help",
+        ),
+        (
+            "[accounts.c1]\nlog_levle = 'debug'\n",
+            "[accounts.c1]: unknown setting 'log_levle'; did you mean log_level?",
+        ),
+        ("[accounts.c1]\nlisten = '127.0.0.1:1'\n", "setting 'listen' is the controller's"),
+        ('[accounts."a.b"]\n', "[accounts.a.b]: the account name must be 1-64 letters"),
+        ("accounts = 3\n", "'accounts' must be tables [accounts.NAME]"),
+    ],
+)
+def test_bad_account_tables_are_clear_errors(tmp_path, table, error):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(table)
+    done = run_cli(
+        "controller", "--config", str(cfg), env=bridge_env(tmp_path, AMQP_URL="amqp://x/")
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"openqq-bridge: config error: config file {cfg}: ")
+    assert error in done.stderr
+    with pytest.raises(ConfigError, match="config file"):
+        load_accounts(cfg)
+
+
+def test_account_tables_are_read_as_text_and_ignored_by_other_commands(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "log_level = 'debug'\n[accounts.c1]\nsim_login_delay = 1.5\nshow_message = false\n"
+        "onebot_risk_retcodes = [1, 2]\n[accounts.c2]\n"
+    )
+    assert load_accounts(cfg) == {
+        "c1": {"sim_login_delay": "1.5", "show_message": "false", "onebot_risk_retcodes": "1,2"},
+        "c2": {},
+    }
+    assert load_settings(cfg, {}).log_level == "debug"
+
+
+def test_settings_env_reproduces_the_settings():
+    s = Settings(
+        account="x",
+        amqp_url="amqp://u:p@h/",
+        show_message=False,
+        sim_login_delay=1.5,
+        post_event_list=["new_friend", "login"],
+        onebot_risk_retcodes=[1, 2],
+        backend_start_port=6000,
+    )
+    assert load_settings(None, settings_env(s)) == s
+
+
+@pytest.mark.parametrize(
+    ("url", "merged"),
+    [
+        ("http://h/p", "http://h/p?client=c1"),
+        ("http://h/p?a=1&b=%20", "http://h/p?a=1&b=%20&client=c1"),
+        ("http://h/p?client=old&a=1", "http://h/p?a=1&client=c1"),
+        ("http://h/p?a=1#frag", "http://h/p?a=1&client=c1#frag"),
+        (None, None),
+    ],
+)
+def test_post_api_gets_client_merged_into_its_query(url, merged):
+    # Mojo::URL->query->merge(client => NAME), as Controller.pm does for post_api/poll_api.
+    assert with_client(url, "c1") == merged
+
+
+def test_port_numbers_are_kept_and_reused_smallest_first(tmp_path):
+    f = DataFile(tmp_path, "ns")
+    assert [f.port_number(n) for n in ("a", "b", "c", "a")] == [0, 1, 2, 0]
+    del f.data.ports["b"]
+    assert f.port_number("d") == 1
+    again = DataFile(tmp_path, "ns")
+    again.load()
+    assert again.data.ports == {"a": 0, "c": 2, "d": 1}
+
+
+def test_a_second_controller_on_the_same_files_is_refused(tmp_path):
+    first = DataFile(tmp_path, "ns")
+    first.lock()
+    try:
+        with pytest.raises(Exception, match="another controller"):
+            DataFile(tmp_path, "ns").lock()
+    finally:
+        first.release()
+
+
+@pytest.mark.slow
+def test_accounts_of_the_config_file_start_at_launch(rabbitmq, tmp_path):
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[accounts.cfg1]\nlog_level = 'debug'\n")
+    port = free_port()
+    env = bridge_env(
+        tmp_path,
+        AMQP_URL=rabbitmq,
+        OPENQQ_NAMESPACE=ns,
+        OPENQQ_CONTROLLER_LISTEN=f"127.0.0.1:{port}",
+        OPENQQ_BACKEND_START_PORT=str(backend_base()),
+    )
+    ctl = Ctl(tmp_path, env, ns, f"http://127.0.0.1:{port}", 0, Receiver())
+    try:
+        ctl.start("--config", str(cfg))
+        c = ctl.wait_state("cfg1", "running")
+        assert (c["log_level"], c["upstream"]) == ("debug", "sim")
+        assert c["pid"] in ctl.bridge_pids()
+    finally:
+        pids = ctl.bridge_pids()
+        ctl.stop()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in pids:
+            deadline = time.monotonic() + 15
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        asyncio.run(delete_namespace(rabbitmq, ns, ("cfg1",)))
