@@ -68,6 +68,11 @@ class DataFile:
         fh.flush()
         self._lock = fh
 
+    @property
+    def locked(self) -> bool:
+        """Whether this controller holds the files."""
+        return self._lock is not None
+
     def release(self) -> None:
         """Drop the lock (the data file stays for the next controller)."""
         if self._lock is not None:

@@ -81,6 +81,8 @@ class Controller:
 
     async def stop(self) -> None:
         """Stop serving; the bridges keep running."""
+        if not self.datafile.locked:
+            return  # another controller holds the files: nothing of ours started
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

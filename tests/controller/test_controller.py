@@ -25,7 +25,7 @@ import pytest
 
 from bridge import __version__
 from tests.controller.conftest import Ctl
-from tests.procs import bridge_env, start, stop
+from tests.procs import bridge_env, free_port, run_cli, start, stop
 
 ACCOUNTS3 = ("a1", "a2", "a3")
 
@@ -273,6 +273,18 @@ def test_bridge_started_by_hand_shows_up(ctl: Ctl, three: dict[str, bytes], tmp_
     while "hand1" in ctl.clients() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "hand1" not in ctl.clients()
+
+
+def test_a_second_controller_on_the_same_files_exits_4(
+    ctl: Ctl, three: dict[str, bytes], tmp_path
+) -> None:
+    data = ctl.data()
+    env = {**ctl.env, "OPENQQ_CONTROLLER_LISTEN": f"127.0.0.1:{free_port()}"}
+    done = run_cli("controller", env=env)
+    assert done.returncode == 4, done.stderr
+    assert f"another controller (pid {ctl.proc.pid}) already uses" in done.stderr  # type: ignore[union-attr]
+    assert ctl.data() == data  # its files untouched
+    assert sorted(ctl.clients()) == sorted(ACCOUNTS3)
 
 
 @pytest.mark.slow
