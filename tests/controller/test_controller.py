@@ -288,7 +288,15 @@ def test_a_second_controller_on_the_same_files_exits_4(
 
 
 @pytest.mark.slow
-def test_restarted_controller_finds_its_clients(ctl: Ctl, three: dict[str, bytes]) -> None:
+def test_restarted_controller_finds_its_clients(
+    ctl: Ctl, three: dict[str, bytes], tmp_path
+) -> None:
+    # A bridge elsewhere that says nothing new after the restart: found by its presence.
+    env = bridge_env(
+        tmp_path, AMQP_URL=ctl.env["AMQP_URL"], OPENQQ_NAMESPACE=ctl.ns, OPENQQ_ACCOUNT="hand2"
+    )
+    hand = start(["bridge"], env, tmp_path)
+    ctl.wait_state("hand2", "running")
     before = ctl.clients()
     ctl.stop()
     # The bridges outlive the controller.
@@ -296,7 +304,7 @@ def test_restarted_controller_finds_its_clients(ctl: Ctl, three: dict[str, bytes
         assert Path(f"/proc/{before[name]['pid']}").exists()
     ctl.start()
     after = ctl.clients()
-    assert sorted(after) == sorted(ACCOUNTS3)
+    assert sorted(after) == sorted(ACCOUNTS3)  # hand2 not yet: it was never ours
     for name in ACCOUNTS3:
         # Same process, same port, and its state at once (from its state file).
         assert (after[name]["pid"], after[name]["port"], after[name]["state"]) == (
@@ -305,3 +313,8 @@ def test_restarted_controller_finds_its_clients(ctl: Ctl, three: dict[str, bytes
             "running",
         )
     assert ctl.get("/openqq/get_user_info?client=a3").json()["uid"] == 123456
+    try:
+        c = ctl.wait_state("hand2", "running", timeout=25)  # presence: every 10 s
+        assert (c["pid"], c["port"]) == (None, before["hand2"]["port"])
+    finally:
+        assert stop(hand) == 0
