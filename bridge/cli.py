@@ -35,7 +35,7 @@ from bridge.config import (
     parse_hostport,
     unknown_variables,
 )
-from bridge.controller.run import serve_controller
+from bridge.controller.run import Controller
 from bridge.core.events import Event, StateChange
 from bridge.core.ports import Upstream
 from bridge.core.presence import PRESENCE_INTERVAL, Presence
@@ -268,12 +268,18 @@ async def _declare(settings: Settings) -> None:
 
 async def _serve_controller(settings: Settings, accounts: dict[str, dict[str, str]]) -> int:
     bus = await _connect(settings, "controller")
+    controller = Controller(bus, settings, accounts)
+    stop = asyncio.Event()
+    _on_signals(stop.set)
     try:
-        await serve_controller(bus, settings, accounts)
+        await controller.start()
+        await stop.wait()
+        log.info("stopping the controller (its bridges keep running)")
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_RUNNING
     finally:
+        await controller.stop()
         await bus.close()
     return 0
 

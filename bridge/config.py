@@ -405,6 +405,18 @@ def per_account_error(name: str) -> str | None:
     return f"unknown setting {name!r}" + _did_you_mean(_closest(name, PER_ACCOUNT))
 
 
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with Path(path).open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        msg = f"config file {path}: {exc.strerror or exc}"
+        raise ConfigError(msg) from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"config file {path}: not valid TOML: {exc}"
+        raise ConfigError(msg) from exc
+
+
 def load_accounts(path: str | Path | None) -> dict[str, dict[str, str]]:
     """The ``[accounts.NAME]`` tables of the TOML file: account -> per-account settings.
 
@@ -413,15 +425,7 @@ def load_accounts(path: str | Path | None) -> dict[str, dict[str, str]]:
     """
     if path is None:
         return {}
-    try:
-        with Path(path).open("rb") as fh:
-            tables = tomllib.load(fh).get(ACCOUNTS_TABLE, {})
-    except OSError as exc:
-        msg = f"config file {path}: {exc.strerror or exc}"
-        raise ConfigError(msg) from exc
-    except tomllib.TOMLDecodeError as exc:
-        msg = f"config file {path}: not valid TOML: {exc}"
-        raise ConfigError(msg) from exc
+    tables = _read_toml(path).get(ACCOUNTS_TABLE, {})
     if not isinstance(tables, dict):
         msg = f"config file {path}: '{ACCOUNTS_TABLE}' must be tables [accounts.NAME]"
         raise ConfigError(msg)
@@ -470,16 +474,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     raw: dict[str, Any] = {}
     origin: dict[str, str] = {}
     if path is not None:
-        try:
-            with Path(path).open("rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            msg = f"config file {path}: {exc.strerror or exc}"
-            raise ConfigError(msg) from exc
-        except tomllib.TOMLDecodeError as exc:
-            msg = f"config file {path}: not valid TOML: {exc}"
-            raise ConfigError(msg) from exc
-        for key, value in data.items():
+        for key, value in _read_toml(path).items():
             # [accounts.NAME] tables: read and checked by load_accounts (the controller).
             if key == ACCOUNTS_TABLE:
                 continue

@@ -9,15 +9,13 @@ every account keeps its port. Written atomically after every change.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 from pathlib import Path
 from typing import IO
 
 import msgspec
 
-from bridge.errors import AlreadyRunning, ConfigError
+from bridge.clientfiles import lock_pid_file
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +46,10 @@ class DataFile:
 
     def lock(self) -> None:
         """Take the controller's pid file; AlreadyRunning if another controller holds it."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = self.lock_path.open("a+")
-        except OSError as exc:
-            msg = f"setting 'tmpdir': cannot use {self.path.parent}: {exc.strerror or exc}"
-            raise ConfigError(msg) from exc
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            fh.seek(0)
-            other = fh.read().strip() or "?"
-            fh.close()
-            msg = f"another controller (pid {other}) already uses {self.path}"
-            raise AlreadyRunning(msg) from exc
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._lock = fh
+        self._lock = lock_pid_file(
+            self.lock_path,
+            lambda other: f"another controller (pid {other}) already uses {self.path}",
+        )
 
     @property
     def locked(self) -> bool:

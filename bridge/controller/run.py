@@ -1,5 +1,5 @@
 """``openqq-bridge controller``: wires the data file, registry, per-account APIs,
-supervisor and the Controller API, and runs them until SIGINT/SIGTERM.
+supervisor and the Controller API (cli.py runs it until SIGINT/SIGTERM).
 
 Stopping the controller leaves its bridges running (as wqcontroller does); the next
 controller with the same tmpdir and namespace adopts them from the data file.
@@ -7,9 +7,7 @@ controller with the same tmpdir and namespace adopts them from the data file.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 import msgspec
 from aiohttp import web
@@ -99,20 +97,3 @@ def _file_state(settings: Settings, name: str) -> str | None:
     except (OSError, msgspec.DecodeError, AttributeError):
         return None
     return state if isinstance(state, str) else None
-
-
-async def serve_controller(
-    bus: Bus, settings: Settings, accounts: dict[str, dict[str, str]]
-) -> None:
-    """Run a controller until SIGINT/SIGTERM (the caller holds the data file's lock)."""
-    ctl = Controller(bus, settings, accounts)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await ctl.start()
-        await stop.wait()
-        log.info("stopping the controller (its bridges keep running)")
-    finally:
-        await ctl.stop()

@@ -121,6 +121,20 @@ class Ctl:
             time.sleep(0.1)
         raise AssertionError(f"{client} not {state} {match}: {seen}\n{self.log()}")
 
+    def stop_all(self) -> None:
+        """Stop the controller, then its bridges (they outlive it by design)."""
+        pids = self.bridge_pids()
+        self.stop()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for pid in pids:
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def data(self) -> dict:
         path = self.tmp / f"openqq_controller_{self.ns}.json"
         with contextlib.suppress(OSError, msgspec.DecodeError):
@@ -162,17 +176,7 @@ def ctl(rabbitmq: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctl
     try:
         yield c
     finally:
-        pids = c.bridge_pids()
-        c.stop()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for pid in pids:
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-                time.sleep(0.1)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        c.stop_all()
         server.shutdown()
         server.server_close()
         asyncio.run(delete_namespace(rabbitmq, ns, ACCOUNTS))

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -140,13 +135,5 @@ def test_accounts_of_the_config_file_start_at_launch(rabbitmq, tmp_path):
         assert (c["log_level"], c["upstream"]) == ("debug", "sim")
         assert c["pid"] in ctl.bridge_pids()
     finally:
-        pids = ctl.bridge_pids()
-        ctl.stop()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        for pid in pids:
-            deadline = time.monotonic() + 15
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
+        ctl.stop_all()
         asyncio.run(delete_namespace(rabbitmq, ns, ("cfg1",)))
