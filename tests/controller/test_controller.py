@@ -217,8 +217,10 @@ def test_post_api_and_check_event_per_account(ctl: Ctl, three: dict[str, bytes])
         assert contents == [f"in-{name}"]
 
 
+@pytest.mark.slow
 def test_get_qrcode_while_scanning(ctl: Ctl, three: dict[str, bytes]) -> None:
-    r = ctl.get("/openqq/start_client?client=qr1&sim_login_delay=20")
+    # Each login state lasts 4 s: time to see scaning and fetch the code.
+    r = ctl.get("/openqq/start_client?client=qr1&sim_login_delay=4")
     assert r.json()["code"] == 0
     try:
         ctl.wait_state("qr1", "scaning")

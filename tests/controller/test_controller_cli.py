@@ -44,14 +44,23 @@ def test_controller_needs_the_broker(tmp_path):
 def test_bad_account_tables_are_clear_errors(tmp_path, table, error):
     cfg = tmp_path / "c.toml"
     cfg.write_text(table)
+    with pytest.raises(ConfigError) as info:
+        load_accounts(cfg)
+    assert str(info.value).startswith(f"config file {cfg}: ")
+    assert error in str(info.value)
+
+
+def test_a_bad_account_table_stops_the_controller_with_exit_2(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[accounts.c1]\nfoo = 1\n")
     done = run_cli(
         "controller", "--config", str(cfg), env=bridge_env(tmp_path, AMQP_URL="amqp://x/")
     )
     assert done.returncode == 2
-    assert done.stderr.startswith(f"openqq-bridge: config error: config file {cfg}: ")
-    assert error in done.stderr
-    with pytest.raises(ConfigError, match="config file"):
-        load_accounts(cfg)
+    assert done.stderr == (
+        f"openqq-bridge: config error: config file {cfg}: [accounts.c1]: unknown setting"
+        " 'foo'; see openqq-bridge --help\n"
+    )
 
 
 def test_account_tables_are_read_as_text_and_ignored_by_other_commands(tmp_path):
