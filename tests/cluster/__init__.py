@@ -1,0 +1,1 @@
+"""Tests on a private 3-node RabbitMQ cluster (see tests/cluster/rabbit.py)."""
