@@ -38,9 +38,9 @@ class Controller:
         self.settings = settings
         self.accounts = accounts
         self.datafile = DataFile(settings.data_dir, settings.namespace)
-        self.supervisor = Supervisor(settings, self.datafile)
         self.apis = AccountApis(bus, self.names, self._settings_of, self.datafile.port_number)
         self.registry = Registry(bus, self.names, self.apis.add, self.apis.remove)
+        self.supervisor = Supervisor(settings, self.datafile, self.registry.forget)
         self.api = ControllerApi(settings, self.supervisor, self.registry, self.apis)
         self._runner: web.AppRunner | None = None
         self.bound: tuple[str, int] | None = None

@@ -2,8 +2,10 @@
 
 A bridge gets the controller's settings (the template) plus its per-account settings as
 ``OPENQQ_*`` variables; its simulated account listens on a free port unless it sets
-``sim_listen``. A bridge that exits without being asked is started again after a jittered
-back-off that doubles from 1 s up to 60 s (reset once it has run for a minute).
+``sim_listen``. A bridge that crashes (exits non-zero or by a signal) is started again after
+a jittered back-off that doubles from 1 s up to 60 s (reset once it has run for a minute); one
+that exits 0 was stopped on purpose (``stop_client`` on its own API, SIGTERM from a person) and
+is forgotten, like a ``stop_client`` of the controller.
 ``stop`` sends SIGTERM, waits up to ``stop_grace`` seconds, then SIGKILLs.
 
 Bridges run in their own session and outlive the controller: a restarted controller reads
@@ -22,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -58,9 +61,18 @@ class LocalBridge:
 class Supervisor:
     """Starts, watches, restarts and stops the controller's bridge processes."""
 
-    def __init__(self, template: Settings, datafile: DataFile, *, stop_grace: float = 30.0):
+    def __init__(
+        self,
+        template: Settings,
+        datafile: DataFile,
+        stopped: Callable[[str], Awaitable[None]],
+        *,
+        stop_grace: float = 30.0,
+    ) -> None:
         self.template = template
         self.datafile = datafile
+        #: Called with the name of a bridge that stopped by itself (exit 0), once forgotten.
+        self._stopped = stopped
         self.stop_grace = stop_grace
         self.bridges: dict[str, LocalBridge] = {}
         self._task: asyncio.Task[None] | None = None
@@ -178,6 +190,11 @@ class Supervisor:
                 if b.restart_at is None:
                     if self.alive(b):
                         continue
+                    if b.proc is not None and b.proc.returncode == 0:
+                        log.info("client %s: bridge pid %d stopped by itself", b.name, b.pid)
+                        self._forget(b.name)
+                        await self._stopped(b.name)
+                        continue
                     if now - b.started_at >= HEALTHY_AFTER:
                         b.failures = 0
                     pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2**b.failures)
@@ -215,11 +232,14 @@ class Supervisor:
                 )
                 _signal(b.pid, signal.SIGKILL)
                 await self._exited(b, 10.0)
+        self._forget(name)
+        log.info("client %s: bridge stopped", name)
+        return b
+
+    def _forget(self, name: str) -> None:
         del self.bridges[name]
         self.datafile.data.clients.pop(name, None)
         self.datafile.save()
-        log.info("client %s: bridge stopped", name)
-        return b
 
     async def _exited(self, b: LocalBridge, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

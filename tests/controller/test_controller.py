@@ -24,7 +24,7 @@ import msgspec
 import pytest
 
 from bridge import __version__
-from tests.controller.conftest import Ctl
+from tests.controller.conftest import Ctl, http_get
 from tests.procs import bridge_env, free_port, run_cli, start, stop
 
 ACCOUNTS3 = ("a1", "a2", "a3")
@@ -237,6 +237,22 @@ def test_get_qrcode_while_scanning(ctl: Ctl, three: dict[str, bytes]) -> None:
     assert running.body == (
         b'{"code":1,"status":"no QR code: client a1 is running, not waiting for a scan"}'
     )
+
+
+def test_bridge_stopped_through_its_own_api_stays_stopped(ctl: Ctl) -> None:
+    assert ctl.get("/openqq/start_client?client=s1").json()["code"] == 0
+    c = ctl.wait_state("s1", "running")
+    # The single-account stop_client, on the account's own port: the bridge exits 0.
+    own = f"http://127.0.0.1:{c['port']}"
+    assert http_get(own, "/openqq/stop_client").json()["code"] == 0
+    deadline = time.monotonic() + 20
+    while "s1" in ctl.clients() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "s1" not in ctl.clients()
+    assert "s1" not in ctl.data()["clients"]
+    time.sleep(2)  # longer than the first restart pause: it must not come back
+    assert "s1" not in ctl.clients()
+    assert not Path(f"/proc/{c['pid']}").exists() or _zombie(c["pid"])
 
 
 def test_killed_bridge_is_restarted(ctl: Ctl, three: dict[str, bytes]) -> None:
