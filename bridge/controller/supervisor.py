@@ -197,8 +197,7 @@ class Supervisor:
                         continue
                     if now - b.started_at >= HEALTHY_AFTER:
                         b.failures = 0
-                    pause = min(BACKOFF_MAX, BACKOFF_FIRST * 2**b.failures)
-                    pause *= random.uniform(0.5, 1.0)
+                    pause = restart_pause(b.failures)
                     b.failures += 1
                     b.restart_at = now + pause
                     code = b.proc.returncode if b.proc is not None else None
@@ -259,6 +258,15 @@ class Supervisor:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self.datafile.save()
+
+
+def restart_pause(failures: int) -> float:
+    """Seconds before the next start after ``failures`` crashes in a row: 1, 2, 4 ... 60 s.
+
+    Each pause is taken between half and all of it, so bridges that crashed together spread out.
+    """
+    full: float = min(BACKOFF_MAX, BACKOFF_FIRST * 2.0 ** min(failures, 16))
+    return full * random.uniform(0.5, 1.0)
 
 
 def _alive(pid: int) -> bool:
