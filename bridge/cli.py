@@ -352,6 +352,8 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
 
         bridge = Bridge(bus, names, upstream, settings, store=store, files=files, show=observe)
         _on_signals(bridge.request_stop)
+        # Presence goes to the events exchange: it must exist before the first one.
+        await declare_exchanges(bus, names)
         announcer.start()
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.

@@ -13,7 +13,7 @@ from bridge.controller.multi import with_client
 from bridge.errors import ConfigError
 from tests.conftest import delete_namespace
 from tests.controller.conftest import Ctl, Receiver, backend_base
-from tests.procs import bridge_env, free_port, run_cli
+from tests.procs import bridge_env, free_port, logs, run_cli, start, stop, wait_state
 
 
 def test_controller_needs_the_broker(tmp_path):
@@ -146,3 +146,18 @@ def test_accounts_of_the_config_file_start_at_launch(rabbitmq, tmp_path):
     finally:
         ctl.stop_all()
         asyncio.run(delete_namespace(rabbitmq, ns, ("cfg1",)))
+
+
+def test_first_presence_of_a_bridge_on_a_fresh_namespace_finds_its_exchange(rabbitmq, tmp_path):
+    # Before the fix, it went out before the exchanges were declared: NOT_FOUND closed the
+    # publish channel that the bridge's events share.
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    env = bridge_env(tmp_path, AMQP_URL=rabbitmq, OPENQQ_NAMESPACE=ns, OPENQQ_LOG_LEVEL="debug")
+    proc = start(["bridge"], env, tmp_path)
+    try:
+        wait_state(tmp_path, "running", proc)
+    finally:
+        assert stop(proc) == 0
+        asyncio.run(delete_namespace(rabbitmq, ns))
+    assert "NOT_FOUND" not in logs(tmp_path)
+    assert "presence of default not published" not in logs(tmp_path)
