@@ -44,7 +44,8 @@ from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
 from bridge.service import Bridge
 from bridge.showmsg import show
 from bridge.store import DoneStore
-from bridge.upstream.onebot.client import OneBotAccount, OneBotSettings
+from bridge.upstream.onebot.account import OneBotAccount
+from bridge.upstream.onebot.settings import OneBotSettings
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 
 log = logging.getLogger("bridge")
@@ -76,6 +77,8 @@ def _settings_help() -> str:
     lines = ["settings (TOML file keys; environment variables win over the file):"]
     for field, text in HELP.items():
         default = getattr(Settings(), field)
+        if isinstance(default, bool):
+            default = str(default).lower()  # as TOML and the environment write it
         shown = "" if default in (None, "") else f" [default: {default}]"
         limits = allowed_range(field)
         shown += f" [range: {limits}]" if limits else ""
@@ -180,6 +183,9 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
                 path=settings.onebot_path,
                 action_timeout=settings.onebot_action_timeout,
                 risk_retcodes=tuple(settings.onebot_risk_retcodes),
+                self_id=settings.onebot_self_id,
+                lookup_timeout=settings.onebot_lookup_timeout,
+                input_status=settings.onebot_input_status,
             )
         )
     listen = parse_hostport(settings.sim_listen, "sim_listen")

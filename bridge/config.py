@@ -169,6 +169,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     onebot_risk_retcodes: Annotated[
         list[int], Meta(description="retcodes treated as risk control (风控), comma-separated")
     ] = msgspec.field(default_factory=list)
+    onebot_self_id: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=99_999_999_999,
+            description="QQ number served; 0: the first that logs in (others are refused)",
+        ),
+    ] = 0
+    onebot_lookup_timeout: Annotated[
+        float,
+        Meta(gt=0, le=600, description="seconds an event waits for a lookup, then is published"),
+    ] = 3.0
+    onebot_input_status: Annotated[
+        bool, Meta(description="publish NapCat input_status (a friend typing) as notify")
+    ] = False
     listen: Annotated[str, Meta(description="host:port of the Openqq HTTP API (/openqq/*)")] = (
         "127.0.0.1:5000"
     )
@@ -292,10 +307,15 @@ def allowed_range(field: str) -> str | None:
     if lo is None and hi is None:
         return None
     if lo is not None and hi is not None and not lo_open and not hi_open:
-        return f"{lo:g}..{hi:g}"
-    parts = [f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None else []
-    parts += [f"{'<' if hi_open else '<='} {hi:g}"] if hi is not None else []
+        return f"{_number(lo)}..{_number(hi)}"
+    parts = [f"{'>' if lo_open else '>='} {_number(lo)}"] if lo is not None else []
+    parts += [f"{'<' if hi_open else '<='} {_number(hi)}"] if hi is not None else []
     return " and ".join(parts)
+
+
+def _number(value: float) -> str:
+    """A bound as a person writes it: ``1073741824`` and ``0.5``, never ``1.07374e+09``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _redact_url(url: str) -> str:

@@ -272,9 +272,9 @@ def asyncapi() -> dict[str, Any]:
             "title": "openqq-bridge bus contract",
             "version": __version__,
             "description": (
-                "RabbitMQ contract of openqq-bridge (DESIGN.md §3). Every name starts with"
-                " the namespace prefix (default openqq). Payload schemas are also in"
-                " events/, commands/ and replies/."
+                "RabbitMQ contract of openqq-bridge (README: The bus contract). Every name"
+                " starts with the namespace prefix (default openqq). Payload schemas are also"
+                " in events/, commands/ and replies/."
             ),
         },
         "defaultContentType": "application/json",

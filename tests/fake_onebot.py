@@ -4,6 +4,12 @@ Forward mode: an aiohttp WebSocket server the bridge connects to. Reverse mode: 
 connects to the bridge. Either way it checks the token, sends ``lifecycle/connect``, records
 every action and answers it from a small world (or from ``script``), and can push events or
 drop the connection.
+
+Modes, for the ways real implementations differ: ``text_only`` (go-cqhttp and its descendants
+read text frames only: a binary frame is counted and never answered), ``token_style="frame"``
+(NapCat and LLOneBot accept the socket, send a retcode 1403 frame, then close),
+``sent_before_answer`` (NapCat reportSelfMessage: the ``message_sent`` of a send arrives
+before the action's answer), and ``push_raw`` for frames no encoder writes.
 """
 
 from __future__ import annotations
@@ -43,8 +49,21 @@ class FakeOneBot:
         app_name: str = "NapCat.Onebot",
         categories: bool = True,
         lifecycle: bool = True,
+        *,
+        self_id: int = SELF_ID,
+        text_only: bool = True,
+        token_style: str = "http",
+        sent_before_answer: bool = False,
+        token_frame: dict[str, Any] | None = None,
     ) -> None:
         self.token = token
+        self.self_id = self_id
+        self.text_only = text_only
+        self.token_style = token_style
+        self.sent_before_answer = sent_before_answer
+        #: The refusal frame of token_style "frame" (default: NapCat's).
+        self.token_frame = token_frame or {**failed(1403, "token验证失败"), "echo": None}
+        self.binary_frames = 0
         self.app_name = app_name
         self.categories = categories
         self.lifecycle = lifecycle
@@ -91,7 +110,7 @@ class FakeOneBot:
         gid = int(params.get("group_id") or 0)
         match action:
             case "get_login_info":
-                return ok({"user_id": SELF_ID, "nickname": "小灰"})
+                return ok({"user_id": self.self_id, "nickname": "小灰"})
             case "get_version_info":
                 return ok(
                     {"app_name": self.app_name, "app_version": "4.0", "protocol_version": "v11"}
@@ -139,6 +158,13 @@ class FakeOneBot:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
             self.rejected += 1
+            if self.token_style == "frame":
+                # NapCat OB11WebSocketServerAdapter / LLOneBot: accept, say why, close.
+                ws = web.WebSocketResponse()
+                await ws.prepare(request)
+                await ws.send_str(msgspec.json.encode(self.token_frame).decode())
+                await ws.close()
+                return ws
             status = 401 if "Authorization" not in request.headers else 403
             return web.Response(status=status)
         ws = web.WebSocketResponse()
@@ -148,10 +174,15 @@ class FakeOneBot:
 
     # --- reverse mode: a client --------------------------------------------------------------
     async def connect_reverse(
-        self, url: str, *, token: str | None = None, role: str = "Universal", self_id: int = SELF_ID
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        role: str = "Universal",
+        self_id: int | None = None,
     ) -> int:
         """Connect to the bridge and serve until closed; returns the handshake status."""
-        headers = {"X-Self-ID": str(self_id), "X-Client-Role": role}
+        headers = {"X-Self-ID": str(self_id or self.self_id), "X-Client-Role": role}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         async with aiohttp.ClientSession() as s:
@@ -173,11 +204,16 @@ class FakeOneBot:
         self.connected.set()
         try:
             async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.BINARY and self.text_only:
+                    self.binary_frames += 1
+                    continue
                 if msg.type != aiohttp.WSMsgType.TEXT and msg.type != aiohttp.WSMsgType.BINARY:
                     break
                 frame = msgspec.json.decode(msg.data)
                 await self.actions.put(frame)
                 reply = self.answer(frame["action"], frame.get("params") or {})
+                if reply is not None and self.sent_before_answer:
+                    await self._report_self_message(frame, reply)
                 if reply is not None:
                     await ws.send_str(
                         msgspec.json.encode({**reply, "echo": frame.get("echo")}).decode()
@@ -187,10 +223,34 @@ class FakeOneBot:
             if self.ws is ws:
                 self.ws = None
 
+    async def _report_self_message(self, frame: dict[str, Any], reply: dict[str, Any]) -> None:
+        action, params = frame["action"], frame.get("params") or {}
+        if action not in ("send_group_msg", "send_private_msg") or reply["status"] != "ok":
+            return
+        group = action == "send_group_msg"
+        await self.push(
+            {
+                "post_type": "message_sent",
+                "message_type": "group" if group else "private",
+                "sub_type": "normal" if group else "friend",
+                "message_id": reply["data"]["message_id"],
+                "user_id": self.self_id,
+                "target_id": params.get("user_id", 0),
+                "group_id": params.get("group_id", 0),
+                "message": params.get("message"),
+                "sender": {"user_id": self.self_id, "nickname": "小灰"},
+            }
+        )
+
     async def push(self, frame: dict[str, Any]) -> None:
         assert self.ws is not None, "not connected"
-        full = {"time": int(time.time()), "self_id": SELF_ID, **frame}
+        full = {"time": int(time.time()), "self_id": self.self_id, **frame}
         await self.ws.send_str(msgspec.json.encode(full).decode())
+
+    async def push_raw(self, text: str) -> None:
+        """Send a frame exactly as given (deeply nested, lone surrogates, not JSON)."""
+        assert self.ws is not None, "not connected"
+        await self.ws.send_str(text)
 
     async def drop(self) -> None:
         if self.ws is not None:

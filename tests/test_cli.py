@@ -22,6 +22,9 @@ def test_help_explains_every_setting():
         assert env_name(field) in out
         assert text in out, field
     assert "run" in out and "bridge" in out and "schemas" in out
+    # Booleans as TOML and the environment write them; bounds without exponents.
+    assert "[default: true]" in out and "[default: True]" not in out
+    assert "e+0" not in out
 
 
 def test_config_error_is_one_line_and_exit_2(tmp_path):

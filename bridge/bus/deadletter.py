@@ -21,7 +21,7 @@ ROUTING_KEY_HEADER = "x-openqq-routing-key"
 
 
 def command_queue_of(names: Names, account: str, d: Delivery) -> str:
-    """The command queue a delivery came from: each is bound with one key (DESIGN.md §3)."""
+    """The command queue a delivery came from: each is bound with one key (README: bus contract)."""
     if not d.exchange:
         # Published straight to the queue through the default exchange.
         return d.routing_key

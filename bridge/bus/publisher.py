@@ -1,6 +1,6 @@
 """EventPublisher: one event -> one persistent, confirmed message on ``<ns>.events``.
 
-Properties follow DESIGN.md §3: ``message_id`` (stable for the event, so a re-publish after
+Properties (README: bus contract): ``message_id`` (stable for the event, so a re-publish after
 a failure can be de-duplicated downstream), ``timestamp``, ``type`` (the routing key's first
 two words), ``app_id``, persistent delivery and the ``account`` header. A publish the broker
 does not confirm is retried with backoff until it is confirmed or the publisher is stopped:

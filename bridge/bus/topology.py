@@ -1,4 +1,4 @@
-"""Declares the names of DESIGN.md §3 on a bus; every call is idempotent."""
+"""Declares the names of the README's bus contract on a bus; every call is idempotent."""
 
 from __future__ import annotations
 

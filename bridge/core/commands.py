@@ -1,7 +1,7 @@
 """Commands the bridges consume and the replies they send, shaped like the Openqq API.
 
 A command body is a JSON object tagged by ``command`` whose other keys are the parameter names
-of the matching ``/openqq/*`` endpoint (DESIGN.md §3). A reply body is exactly the JSON the
+of the matching ``/openqq/*`` endpoint (README: bus contract). A reply body is exactly the JSON the
 endpoint returns. ``QUEUE`` names the command queue (send, kick, shutup, query, control) a
 command is published to.
 """

@@ -1,6 +1,6 @@
 """Messages and events as they travel on ``openqq.events``: the Openqq post_api JSON, exactly.
 
-Every struct here is one event body of DESIGN.md §3 with the field names of
+Every struct here is one event body of the README's bus contract with the field names of
 reference/openqq-spec.md §6.3 (messages) and §6.4 (events). ``KIND`` is the first two words of
 its routing key (``receive_message.group_message``), also sent as the AMQP ``type`` property.
 Optional fields added by the bridge (``segments``) default to unset and are then omitted.
@@ -358,6 +358,13 @@ class Notify(_Event, kw_only=True):
     KIND = "event.notify"
     event: Literal["notify"] = "notify"
     params: tuple[str, QQ | None, QQ, QQ | None]
+    data: (
+        Annotated[
+            dict[str, Scalar],
+            msgspec.Meta(description="what else the notice said: title, honor_type, ..."),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class RiskControl(_Event, kw_only=True):

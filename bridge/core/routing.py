@@ -1,4 +1,4 @@
-"""Exchange, queue and routing-key names of the bus contract (DESIGN.md §3), in one place."""
+"""Exchange, queue and routing-key names of the bus contract (README), in one place."""
 
 from __future__ import annotations
 

@@ -174,6 +174,7 @@ async def test_a_rejected_report_is_retried_quickly_then_dead_lettered_and_the_r
     assert dead.empty()
     line = next(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     assert "receive_message.group_message" in line, line
+    assert f"report {d.message_id}" in line, "the line names the report by its message_id"
     assert f"HTTP {code}" in line
     assert "client=default" not in line
     assert "the next report goes out" in line

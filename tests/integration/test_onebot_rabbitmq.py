@@ -13,7 +13,7 @@ from bridge.bus.amqp import AmqpBus
 from bridge.config import Settings
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.upstream.onebot.client import OneBotAccount
+from bridge.upstream.onebot.account import OneBotAccount
 from tests.fake_onebot import FakeOneBot
 from tests.onebot.conftest import onebot_settings
 

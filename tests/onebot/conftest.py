@@ -17,7 +17,8 @@ from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.upstream.onebot.client import OneBotAccount, OneBotSettings
+from bridge.upstream.onebot.account import OneBotAccount
+from bridge.upstream.onebot.settings import OneBotSettings
 from tests.adapter.conftest import subscribe_all
 from tests.fake_onebot import FakeOneBot
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.core import commands as c
-from bridge.upstream.onebot.client import OneBotAccount
+from bridge.upstream.onebot.account import OneBotAccount
 from tests.fake_onebot import SELF_ID, FakeOneBot, failed
 from tests.onebot.conftest import OB, onebot_settings
 
@@ -602,3 +602,18 @@ async def test_a_kick_without_answer_is_not_tried_again(ob: OB):
     await asyncio.sleep(0.5)
     later = [ob.fake.actions.get_nowait()["action"] for _ in range(ob.fake.actions.qsize())]
     assert "set_group_kick_members" not in later
+
+
+async def test_a_dissolved_group_leaves_the_contact_book(ob: OB):
+    # LLOneBot group_dismiss; NapCat group_decrease disband with user_id 0.
+    b = await notice(
+        ob, {"notice_type": "group_dismiss", "group_id": 552603, "user_id": 45678}, "lose_group"
+    )
+    assert b["params"][0]["uid"] == 552603
+    b = await notice(
+        ob,
+        {"notice_type": "group_decrease", "sub_type": "disband", "group_id": 67890, "user_id": 0},
+        "lose_group",
+    )
+    assert b["params"][0]["uid"] == 67890
+    assert await ob.call(c.GetGroupBasicInfo()) == []

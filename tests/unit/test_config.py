@@ -3,7 +3,7 @@ from typing import get_type_hints
 
 import pytest
 
-from bridge.config import HELP, Settings, env_name, load_settings, unknown_variables
+from bridge.config import HELP, Settings, allowed_range, env_name, load_settings, unknown_variables
 from bridge.errors import ConfigError
 
 
@@ -67,6 +67,14 @@ def test_prefetch_beyond_an_amqp_short_is_refused_with_the_value():
     assert str(err.value) == (
         "setting 'prefetch' (environment OPENQQ_PREFETCH): 100000 is out of range 1..65535"
     )
+
+
+def test_large_bounds_are_written_out_not_in_exponent_form():
+    # "1073741825 is out of range 1024..1.07374e+09" read as if the value were inside.
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"OPENQQ_MAX_REQUEST_BYTES": "1073741825"})
+    assert str(err.value).endswith("1073741825 is out of range 1024..1073741824")
+    assert "e+" not in (allowed_range("max_request_bytes") or "")
 
 
 def test_range_errors_from_a_file_show_the_value(tmp_path):

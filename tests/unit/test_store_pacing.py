@@ -61,14 +61,52 @@ async def test_pacer_spaces_sends_per_target_and_globally():
     await asyncio.gather(*(send(k) for k in "aabab"))
     a = stamps["a"]
     assert all(later - earlier >= 0.045 for earlier, later in itertools.pairwise(a))
-    # b is not held back by a's interval.
-    assert stamps["b"][0] - a[0] < 0.045
+    # b is not held back by a's interval: its first send needs no sleep, so it goes before
+    # a's second (an order, not a duration, so a loaded machine cannot break it).
+    assert stamps["b"][0] < a[1]
 
     glob = Pacer(global_interval=0.03, per_target=0.0)
     t0 = time.monotonic()
     for k in "xyz":
         await glob.wait(k)
     assert time.monotonic() - t0 >= 0.055
+
+
+async def test_pacer_keeps_the_interval_after_a_late_wake_up():
+    """A sleep that ends late must not shorten the distance to the next send of the target.
+
+    The loop is blocked while the second send sleeps, so it wakes ~45 ms late; the third
+    send's reserved slot then lies only ~5 ms after the second really went out.
+    """
+    pacer = Pacer(global_interval=0.0, per_target=0.05)
+    went: list[float] = []
+
+    async def send() -> None:
+        await pacer.wait("a")
+        went.append(time.monotonic())
+
+    await send()
+    second = asyncio.create_task(send())
+    await asyncio.sleep(0)  # the second send reserves its slot and sleeps
+    time.sleep(0.095)  # noqa: ASYNC251 -- a busy loop on purpose: the second send wakes late
+    await second
+    await send()
+    assert went[2] - went[1] >= 0.045, [b - a for a, b in itertools.pairwise(went)]
+
+
+async def test_pacer_global_interval_holds_across_targets_after_late_wake_ups():
+    pacer = Pacer(global_interval=0.04, per_target=0.0)
+    went: list[float] = []
+
+    async def send(key: str) -> None:
+        await pacer.wait(key)
+        went.append(time.monotonic())
+
+    tasks = [asyncio.create_task(send(k)) for k in "xyzw"]
+    await asyncio.sleep(0)
+    time.sleep(0.07)  # noqa: ASYNC251 -- blocks the loop: y and z wake late, together
+    await asyncio.gather(*tasks)
+    assert all(b - a >= 0.035 for a, b in itertools.pairwise(sorted(went)))
 
 
 async def test_pacer_off_does_not_wait():

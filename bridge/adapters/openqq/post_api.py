@@ -238,7 +238,9 @@ class PostApiForwarder:
             self._current = None
 
     async def _forward(self, d: Delivery) -> None:
-        what = d.type or d.routing_key
+        # Which report, in every log line about it: its kind and its message_id (the id a
+        # consumer of the dead-letter queue or of the events exchange finds it by).
+        what = f"{d.type or d.routing_key} report {d.message_id or '(no message_id)'}"
         try:
             ctype, answer = await self._post(legacy(d.body), what)
         except _Stopping:

@@ -1,21 +1,23 @@
 """Pure conversions between OneBot v11 data and the Openqq model (no I/O).
 
-OneBot numbers may arrive as JSON numbers or strings depending on the implementation; every
-reader here accepts both. Message content becomes the Openqq text form (``[图片]``, ``[表情]``,
-``@name``, faces by name) and the original segments are kept, so nothing is lost.
+Message content becomes the Openqq text form (``[图片]``, ``[表情]``, ``@name``, faces by
+name) and the original segments are kept, so nothing is lost. Segment data is kept as the
+CQ-string format carries it (text; nested data as JSON), so the array and the string format
+of one message give the same segments.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from bridge.core.events import Scalar, Segment
 from bridge.core.model import Friend, Group, GroupMember, User
 from bridge.upstream.onebot.faces import FACE_IDS, FACES
-
-Json = Mapping[str, Any]
+from bridge.upstream.onebot.frames import OBFriend, OBGroup, OBLoginInfo, OBMember, seconds
 
 _CQ = re.compile(r"\[CQ:([a-zA-Z0-9_.-]+)((?:,[^,\]]*)*)\]")
 _FACE_TEXT = re.compile(r"\[([^\[\]]{1,8})\]")
@@ -75,12 +77,30 @@ def parse_cq(message: str) -> list[Segment]:
         data: dict[str, Scalar] = {}
         for part in filter(None, m.group(2).split(",")):
             key, _, value = part.partition("=")
-            data[key] = _cq_unescape(value, in_param=True)
+            if value:
+                data[key] = _cq_unescape(value, in_param=True)
         segments.append(Segment(type=m.group(1), data=data))
         pos = m.end()
     if pos < len(message):
         segments.append(Segment(type="text", data={"text": _cq_unescape(message[pos:])}))
     return segments
+
+
+def data_value(value: Any) -> str | None:
+    """A segment data value as the CQ-string format writes it: text, nested data as JSON.
+
+    Both formats of one message then give the same segments: numbers and booleans become
+    their JSON text, ``null`` and "" count as absent (None: CQ codes cannot tell them apart),
+    objects and lists stay JSON.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        return msgspec.json.encode(value).decode()
+    except (RecursionError, TypeError):
+        return ""
 
 
 def segments_of(message: Any) -> list[Segment]:
@@ -97,9 +117,9 @@ def segments_of(message: Any) -> list[Segment]:
         clean: dict[str, Scalar] = {}
         if isinstance(data, Mapping):
             for k, v in data.items():
-                clean[str(k)] = (
-                    v if isinstance(v, str | int | float | bool) or v is None else str(v)
-                )
+                text = data_value(v)
+                if text is not None:
+                    clean[str(k)] = text
         out.append(Segment(type=as_str(seg.get("type")) or "unknown", data=clean))
     return out
 
@@ -147,70 +167,61 @@ def outgoing(content: str) -> list[dict[str, Any]]:
     return out
 
 
-def user_of(info: Json, extra: Json | None = None) -> User:
-    """The account from get_login_info (+ get_stranger_info of itself)."""
-    uid = as_int(info.get("user_id"))
-    extra = extra or {}
-    sex = as_str(extra.get("sex"))
+def user_of(info: OBLoginInfo, sex: str = "") -> User:
+    """The account from get_login_info (+ the sex of get_stranger_info of itself)."""
     return User(
-        id=uid,
-        uid=uid,
-        account=uid,
-        name=as_str(info.get("nickname")),
+        id=info.user_id,
+        uid=info.user_id,
+        account=info.user_id,
+        name=info.nickname,
         sex=sex if sex in ("male", "female") else "",
     )
 
 
-def friend_of(item: Json, category: str = "我的好友") -> Friend:
+def friend_of(item: OBFriend, category: str = "我的好友") -> Friend:
     """A friend from get_friend_list / get_friends_with_category (id and uid: the QQ number)."""
-    uid = as_int(item.get("user_id"))
-    remark = as_str(item.get("remark"))
-    nickname = as_str(item.get("nickname"))
+    remark = item.remark
     return Friend(
-        id=uid,
-        uid=uid,
-        name=nickname,
-        markname=remark if remark and remark != nickname else None,
+        id=item.user_id,
+        uid=item.user_id,
+        name=item.nickname,
+        markname=remark if remark and remark != item.nickname else None,
         category=category,
     )
 
 
-_ROLE = {"owner": "owner", "admin": "admin"}
+_ROLE: dict[str, Literal["owner", "admin", "member"]] = {"owner": "owner", "admin": "admin"}
 
 
-def member_of(item: Json) -> GroupMember:
+def member_of(item: OBMember) -> GroupMember:
     """A group member from get_group_member_list / get_group_member_info."""
-    uid = as_int(item.get("user_id"))
-    card = as_str(item.get("card"))
     return GroupMember(
-        id=uid,
-        uid=uid,
-        name=as_str(item.get("nickname")),
-        card=card or None,
-        role=_ROLE.get(as_str(item.get("role")), "member"),  # type: ignore[arg-type]
-        sex=as_str(item.get("sex")) if item.get("sex") in ("male", "female") else "",
-        province=as_str(item.get("area")),
-        join_time=as_int(item.get("join_time")),
-        last_speak_time=as_int(item.get("last_sent_time")),
+        id=item.user_id,
+        uid=item.user_id,
+        name=item.nickname,
+        card=item.card or None,
+        role=_ROLE.get(item.role, "member"),
+        sex=item.sex if item.sex in ("male", "female") else "",
+        province=item.area,
+        join_time=seconds(item.join_time),
+        last_speak_time=seconds(item.last_sent_time),
     )
 
 
-def group_of(item: Json, members: list[GroupMember] | None = None, self_id: int = 0) -> Group:
+def group_of(item: OBGroup, members: list[GroupMember] | None = None, self_id: int = 0) -> Group:
     """A group from get_group_list / get_group_info, with its members when loaded."""
-    gid = as_int(item.get("group_id"))
     members = members or []
     owner = next((m for m in members if m.role == "owner"), None)
     me = next((m for m in members if m.uid == self_id), None)
     role = {"owner": "create", "admin": "manage"}.get(me.role if me else "", "attend")
-    max_member = item.get("max_member_count")
     return Group(
-        id=gid,
-        uid=gid,
-        code=gid,
-        name=as_str(item.get("group_name")),
+        id=item.group_id,
+        uid=item.group_id,
+        code=item.group_id,
+        name=item.group_name,
         role=role,  # type: ignore[arg-type]
         owner_id=owner.id if owner else None,
         owner_uid=owner.uid if owner else None,
-        max_member=as_int(max_member) if max_member is not None else None,
+        max_member=item.max_member_count,
         member=members,
     )
