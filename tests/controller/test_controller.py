@@ -133,8 +133,8 @@ def test_errors_in_the_originals_words(ctl: Ctl) -> None:
     assert get("/openqq/start_client?client=x1&listen=127.0.0.1:1").body == (
         b"{\"code\":6,\"status\":\"parameter 'listen': setting 'listen' is the controller's,"
         b" the same for every account; per account only: log_level, onebot_action_timeout,"
-        b" onebot_listen, onebot_mode, onebot_path, onebot_risk_retcodes, onebot_token,"
-        b" onebot_url, post_api, send_interval, send_interval_per_target, show_message,"
+        b" onebot_input_status, onebot_listen, onebot_lookup_timeout, onebot_mode, onebot_path,"
+        b" onebot_risk_retcodes, onebot_self_id, onebot_token, onebot_url, post_api, send_interval, send_interval_per_target, show_message,"
         b' sim_friends, sim_groups, sim_listen, sim_login_delay, sim_members, upstream"}'
     )
     assert get("/openqq/start_client?client=x1&log_levl=debug").body == (

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
-from bridge.config import Settings, load_accounts, load_settings, settings_env
+from bridge.config import PER_ACCOUNT, Settings, load_accounts, load_settings, settings_env
 from bridge.controller.datafile import DataFile
 from bridge.controller.multi import with_client
 from bridge.errors import ConfigError
@@ -161,3 +163,11 @@ def test_first_presence_of_a_bridge_on_a_fresh_namespace_finds_its_exchange(rabb
         asyncio.run(delete_namespace(rabbitmq, ns))
     assert "NOT_FOUND" not in logs(tmp_path)
     assert "presence of default not published" not in logs(tmp_path)
+
+
+def test_readme_lists_the_settings_an_account_may_set():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("Settings one account may set for itself", 1)[1]
+    text = section.split("parameters:", 1)[1].split("Any other", 1)[0]
+    listed = set(re.findall(r"`([a-z_]+)`", text))
+    assert listed == PER_ACCOUNT
