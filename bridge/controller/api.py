@@ -26,7 +26,7 @@ from bridge.controller.multi import AccountApis
 from bridge.controller.registry import Account, Registry
 from bridge.controller.supervisor import Supervisor
 from bridge.core.routing import valid_name
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +154,11 @@ class ControllerApi:
             # The API (and its check_event buffer) first: nothing the bridge says is missed.
             await self.registry.add(name, local=True)
             self.supervisor.start(name, overrides)
-        except OSError as exc:
-            log.error("client %s: bridge not started: %s", name, exc)
+        except (OSError, BridgeError, ConnectionError) as exc:
+            log.error("client %s: not started: %s", name, exc)
             await self.registry.forget(name)
-            return {"code": CODE_FAILURE, "status": f"failure: {exc.strerror or exc}"}
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return {"code": CODE_FAILURE, "status": f"failure: {reason}"}
         finally:
             self.starting.pop(name, None)
         return self._started(name, "success")
@@ -181,10 +182,12 @@ class ControllerApi:
         p = acc.presence
         s = b.settings if b is not None else None
         upstream = p.upstream if p else (s.upstream if s else None)
+        # A local bridge that died (and waits for its restart) is stopped, whatever it said last.
+        down = b is not None and not self.supervisor.alive(b)
         entry: dict[str, Any] = {
             "client": acc.name,
             "account": acc.name,
-            "state": acc.state,
+            "state": "stop" if down else acc.state,
             "pid": b.pid if b is not None else None,
             "port": self.apis.port(acc.name),
             "start_time": p.start_time if p else (b.start_time if b else None),

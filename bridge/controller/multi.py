@@ -71,12 +71,16 @@ class AccountApis:
             poll_api=with_client(s.poll_api, name),
         )
         adapter = OpenqqAdapter(self._bus, self._names, opts)
-        self.apis[name] = adapter
         try:
             await adapter.start()
         except ConfigError as exc:
             # Subscriptions are up by then: the account is still served through the controller.
             log.warning("client %s: no API port of its own: %s", name, exc)
+        except BaseException:
+            # Nothing half-made stays behind (queues, consumers, an RPC client).
+            await adapter.stop()
+            raise
+        self.apis[name] = adapter
 
     async def remove(self, name: str) -> None:
         """Stop and drop the account's API."""
