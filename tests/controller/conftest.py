@@ -85,6 +85,8 @@ class Ctl:
     backend_start_port: int
     receiver: Receiver
     proc: subprocess.Popen[bytes] | None = None
+    #: Every local bridge pid check_client showed: cleaned up even if the data file is lost.
+    seen: set[int] = field(default_factory=set)
 
     def start(self, *args: str) -> None:
         self.proc = start(["controller", *args], self.env, self.tmp)
@@ -109,7 +111,9 @@ class Ctl:
         return http_get(self.base, path)
 
     def clients(self) -> dict[str, dict]:
-        return {c["client"]: c for c in self.get("/openqq/check_client").json()["client"]}
+        found = {c["client"]: c for c in self.get("/openqq/check_client").json()["client"]}
+        self.seen.update(c["pid"] for c in found.values() if c["pid"] is not None)
+        return found
 
     def wait_state(self, client: str, state: str, timeout: float = 30, **match: object) -> dict:
         deadline = time.monotonic() + timeout
@@ -123,7 +127,8 @@ class Ctl:
 
     def stop_all(self) -> None:
         """Stop the controller, then its bridges (they outlive it by design)."""
-        pids = self.bridge_pids()
+        # Only processes of this namespace: a pid seen earlier may belong to another by now.
+        pids = [p for p in sorted(set(self.bridge_pids()) | self.seen) if _of(p, self.ns)]
         self.stop()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -132,8 +137,9 @@ class Ctl:
         for pid in pids:
             while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
                 time.sleep(0.1)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            if _of(pid, self.ns):  # still there after 20 s
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def data(self) -> dict:
         path = self.tmp / f"openqq_controller_{self.ns}.json"
@@ -143,6 +149,15 @@ class Ctl:
 
     def bridge_pids(self) -> list[int]:
         return [c["pid"] for c in self.data()["clients"].values()]
+
+
+def _of(pid: int, ns: str) -> bool:
+    """Whether process ``pid`` is a bridge of namespace ``ns``."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"OPENQQ_NAMESPACE={ns}".encode() in env
 
 
 def backend_base() -> int:
