@@ -21,8 +21,10 @@ from bridge import __version__
 from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
+from bridge.bus.lease import BrokerLease
 from bridge.bus.memory import MemoryBus
 from bridge.bus.presence import PresenceAnnouncer
+from bridge.bus.record import StreamRecord
 from bridge.bus.topology import declare_account, declare_exchanges
 from bridge.clientfiles import ClientFiles
 from bridge.config import (
@@ -41,9 +43,11 @@ from bridge.core.ports import Upstream
 from bridge.core.presence import PRESENCE_INTERVAL, Presence
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
+from bridge.executor import active_id
+from bridge.role import AlwaysActive, Role
 from bridge.service import Bridge
 from bridge.showmsg import show
-from bridge.store import DoneStore
+from bridge.store import CommandRecord, SqliteRecord
 from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.settings import OneBotSettings
 from bridge.upstream.sim import SimSettings, SimulatedAccount
@@ -203,8 +207,13 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
     )
 
 
-def _presence(settings: Settings, files: ClientFiles, bridge: Bridge, *, ended: bool) -> Presence:
-    """What the bridge announces on the bus (bridge.core.presence)."""
+def _presence(
+    settings: Settings, files: ClientFiles, current: list[Bridge], *, ended: bool
+) -> Presence | None:
+    """What the bridge announces on the bus (bridge.core.presence); None while standby."""
+    if not current or not (ended or current[0].role.holds()):
+        return None
+    bridge = current[0]
     bound = getattr(bridge.upstream, "bound", None)
     sim = f"{bound[0]}:{bound[1]}" if settings.upstream == "sim" and bound else None
     return Presence(
@@ -322,6 +331,20 @@ async def _serve_adapter(settings: Settings) -> None:
         await bus.close()
 
 
+def _record_and_role(settings: Settings, names: Names, bus: Bus) -> tuple[CommandRecord, Role]:
+    """On RabbitMQ: the replicated record and the broker lease; embedded: SQLite, always active."""
+    if isinstance(bus, AmqpBus):
+        record = StreamRecord(
+            bus, names.record_stream(settings.account), hours=settings.idempotency_hours
+        )
+        role = BrokerLease(
+            bus, names.active_queue(settings.account), settings.queue_type, me=active_id()
+        )
+        return record, role
+    path = settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite"
+    return SqliteRecord(path, ttl=settings.idempotency_hours * 3600), AlwaysActive()
+
+
 async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     names = Names(settings.namespace)
     files = ClientFiles(
@@ -334,19 +357,25 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_RUNNING
-    store = DoneStore(
-        settings.data_dir / f"openqq_bridge_{settings.namespace}_{settings.account}.sqlite",
-        ttl=settings.idempotency_hours * 3600,
-    )
     bus: Bus | None = None
     adapter: OpenqqAdapter | None = None
     announcer: PresenceAnnouncer | None = None
     ended = asyncio.Event()
+    record: CommandRecord | None = None
     try:
         bus = await _connect(settings, "bridge")
-        upstream = make_upstream(settings, files)
+        record, role = _record_and_role(settings, names, bus)
+        stopping = asyncio.Event()
+        current: list[Bridge] = []
+
+        def stop() -> None:
+            stopping.set()
+            for b in current:
+                b.request_stop()
+
+        _on_signals(stop)
         announcer = PresenceAnnouncer(
-            bus, names, lambda: _presence(settings, files, bridge, ended=ended.is_set())
+            bus, names, lambda: _presence(settings, files, current, ended=ended.is_set())
         )
 
         def observe(event: Event) -> None:
@@ -356,8 +385,6 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
                 assert announcer is not None
                 announcer.changed()
 
-        bridge = Bridge(bus, names, upstream, settings, store=store, files=files, show=observe)
-        _on_signals(bridge.request_stop)
         # Presence goes to the events exchange: it must exist before the first one.
         await declare_exchanges(bus, names)
         announcer.start()
@@ -367,7 +394,24 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             adapter = OpenqqAdapter(adapter_bus, names, settings)
             await declare_exchanges(bus, names)
             await adapter.start()
-        await bridge.run()
+        while True:
+            bridge = Bridge(
+                bus,
+                names,
+                make_upstream(settings, files),
+                settings,
+                record=record,
+                role=role,
+                files=files,
+                show=observe,
+            )
+            current[:] = [bridge]
+            if stopping.is_set():
+                break
+            await bridge.run()
+            if not bridge.demoted or stopping.is_set():
+                break
+            # Another bridge took the account over: start again, as a standby.
         if adapter is not None and adapter.forwarder is not None:
             # The original posts state_change [running, stop] and stop before it exits.
             await adapter.forwarder.drain(bridge.stop_reports)
@@ -380,6 +424,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await adapter.stop()
         if bus is not None:
             await bus.close()
-        store.close()
+        if record is not None:
+            await record.close()
         files.release()
     return 0

@@ -185,12 +185,12 @@ def asyncapi() -> dict[str, Any]:
     channels["presence"] = {
         "address": f"{PRESENCE_KIND}.{{account}}",
         "description": (
-            "Presence of the bridges on topic exchange <namespace>.events: each bridge"
-            " publishes one at start, on every state change, every `interval` seconds and"
-            " once with state stop when it stops; non-persistent, expiring after three"
-            " intervals. The first word keeps it out of message and event bindings"
-            " (receive_message.#, event.*.*); bind presence.bridge.* to learn the accounts"
-            " of a namespace (the controller does)."
+            "Presence of the bridges on topic exchange <namespace>.events: the active bridge"
+            " of each account publishes one at start, on every state change, every `interval`"
+            " seconds and once with state stop when it stops (standbys are silent);"
+            " non-persistent, expiring after three intervals. The first word keeps it out of"
+            " message and event bindings (receive_message.#, event.*.*); bind"
+            " presence.bridge.* to learn the accounts of a namespace (the controller does)."
         ),
         "parameters": {"account": params["account"]},
         "messages": {"presence_bridge": {"$ref": "#/components/messages/presence_bridge"}},

@@ -1,11 +1,15 @@
-"""The idempotency record of commands, kept in SQLite so it survives a restart.
+"""The command record: what became of each command ``message_id`` (the idempotency record).
 
-A command carrying a ``message_id`` is recorded when it is taken, marked *sent* right before the
-bridge hands it to the QQ side, and *done*, with its encoded reply, after. A redelivery of a done
-command gets the same reply again without running. A redelivery of a command that was marked sent
-but never finished (the bridge died mid-way) is answered as failed rather than run a second time:
-QQ may have delivered it. A command that was taken but never reached the QQ side (the bridge died
-while it waited its turn) runs normally when it comes back.
+A command is recorded *started* right before the bridge hands it to the QQ side, and *done*,
+with its encoded reply, after. A redelivery of a done command gets the same reply again without
+running. A redelivery of a started command that never finished (the bridge died mid-way) is
+answered "result unknown" rather than run a second time: QQ may have delivered it. A command
+that never reached the QQ side (the bridge died while it waited its turn) has no entry and runs
+normally when it comes back.
+
+:class:`CommandRecord` is the interface; :class:`SqliteRecord` keeps it in a local SQLite file
+(the embedded bus: one bridge, one machine). ``bridge.bus.record.StreamRecord`` keeps it in a
+RabbitMQ stream, shared by every bridge of the account and replicated like the queues.
 """
 
 from __future__ import annotations
@@ -14,13 +18,12 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS commands_v2 (
+CREATE TABLE IF NOT EXISTS commands_v3 (
     message_id TEXT PRIMARY KEY,
     taken REAL NOT NULL,
-    sent INTEGER NOT NULL DEFAULT 0,
     reply BLOB
 )
 """
@@ -34,8 +37,28 @@ class Seen:
     reply: bytes | None = None
 
 
-class DoneStore:
-    """message_id -> taken / sent / done(reply), pruned after ``ttl`` seconds."""
+class CommandRecord(Protocol):
+    """message_id -> started / done(reply); each write is durable when its call returns."""
+
+    async def load(self) -> None:
+        """Catch up with every entry written so far (before commands are consumed)."""
+
+    def lookup(self, message_id: str) -> Seen:
+        """How far the command got: new, started (handed to QQ, no outcome) or done."""
+        ...
+
+    async def started(self, message_id: str) -> None:
+        """Record, durably, that the command is handed to the QQ side now."""
+
+    async def finish(self, message_id: str, reply: bytes) -> None:
+        """Record, durably, the reply of a command that came to its end."""
+
+    async def close(self) -> None:
+        """Release what the record holds."""
+
+
+class SqliteRecord:
+    """The :class:`CommandRecord` in SQLite, pruned after ``ttl`` seconds."""
 
     def __init__(self, path: Path | None, *, ttl: float = 7 * 86400) -> None:
         self._db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None)
@@ -47,48 +70,47 @@ class DoneStore:
         self._writes = 0
         self.prune()
 
-    def begin(self, message_id: str) -> Seen:
-        """Record that a command was taken; say if it was seen before and how far it got."""
-        cur = self._db.execute(
-            "INSERT INTO commands_v2 (message_id, taken) VALUES (?, ?) "
+    async def load(self) -> None:
+        """Nothing to catch up with: this process is the only writer."""
+
+    def lookup(self, message_id: str) -> Seen:
+        row = self._db.execute(
+            "SELECT reply FROM commands_v3 WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            return Seen("new")
+        if row[0] is None:
+            return Seen("started")
+        return Seen("done", bytes(row[0]))
+
+    async def started(self, message_id: str) -> None:
+        self.mark_started(message_id)
+
+    def mark_started(self, message_id: str) -> None:
+        """The synchronous :meth:`started` (tests set up a crashed state with it)."""
+        self._db.execute(
+            "INSERT INTO commands_v3 (message_id, taken) VALUES (?, ?) "
             "ON CONFLICT(message_id) DO NOTHING",
             (message_id, time.time()),
         )
         self._tick()
-        if cur.rowcount == 1:
-            return Seen("new")
-        row = self._db.execute(
-            "SELECT sent, reply FROM commands_v2 WHERE message_id = ?", (message_id,)
-        ).fetchone()
-        if row is None or (row[1] is None and not row[0]):
-            return Seen("new")  # taken before, but it never reached the QQ side
-        if row[1] is None:
-            return Seen("started")
-        return Seen("done", bytes(row[1]))
 
-    def mark_sent(self, message_id: str) -> None:
-        """Record that the command is being handed to the QQ side now."""
-        self._db.execute("UPDATE commands_v2 SET sent = 1 WHERE message_id = ?", (message_id,))
-
-    def finish(self, message_id: str, reply: bytes) -> None:
-        """Record the reply of a command that ran to its end."""
+    async def finish(self, message_id: str, reply: bytes) -> None:
         self._db.execute(
-            "UPDATE commands_v2 SET reply = ? WHERE message_id = ?", (reply, message_id)
+            "INSERT INTO commands_v3 (message_id, taken, reply) VALUES (?, ?, ?) "
+            "ON CONFLICT(message_id) DO UPDATE SET reply = excluded.reply",
+            (message_id, time.time(), reply),
         )
-
-    def forget(self, message_id: str) -> None:
-        """Drop the record, so a requeued command may run when it comes back."""
-        self._db.execute("DELETE FROM commands_v2 WHERE message_id = ?", (message_id,))
+        self._tick()
 
     def prune(self) -> None:
         """Delete records older than the ttl."""
-        self._db.execute("DELETE FROM commands_v2 WHERE taken < ?", (time.time() - self._ttl,))
+        self._db.execute("DELETE FROM commands_v3 WHERE taken < ?", (time.time() - self._ttl,))
 
     def _tick(self) -> None:
         self._writes += 1
         if self._writes % 1000 == 0:
             self.prune()
 
-    def close(self) -> None:
-        """Close the database."""
+    async def close(self) -> None:
         self._db.close()

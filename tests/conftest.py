@@ -22,7 +22,7 @@ from bridge.config import Settings
 from bridge.core.commands import QUEUE_KINDS
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.store import DoneStore
+from bridge.store import CommandRecord
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 from tests.fakes import WebhookRecorder
 from tests.proxy import TcpProxy
@@ -63,6 +63,8 @@ async def delete_namespace(url: str, ns: str, accounts: tuple[str, ...] = (ACCOU
         for account in accounts:
             for queue in [names.command_queue(account, k) for k in QUEUE_KINDS] + [
                 names.dead_queue(account),
+                names.active_queue(account),
+                names.record_stream(account),
                 f"{ns}.{account}.post_api",
             ]:
                 ch = await conn.channel()
@@ -146,7 +148,7 @@ async def running_bridge(
     ns: str,
     tmp_path: Path,
     *,
-    store: DoneStore | None = None,
+    record: CommandRecord | None = None,
     **options: object,
 ) -> AsyncIterator[tuple[Bridge, SimulatedAccount]]:
     """A bridge with a simulated account (control endpoint on a free port), running."""
@@ -159,7 +161,7 @@ async def running_bridge(
         Names(ns),
         sim,
         opts,
-        store=store,
+        record=record,
         files=ClientFiles(tmp_path, ACCOUNT),
         control_delay=0.05,
     )

@@ -1,8 +1,9 @@
-"""Fake peers for tests: a post_api / poll_api receiver."""
+"""Fake peers for tests: a post_api / poll_api receiver, a command delivery."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,3 +48,31 @@ def json_answer(body: dict) -> Callable[[Received], web.StreamResponse]:
 
 def status(code: int) -> Callable[[Received], web.StreamResponse]:
     return lambda _r: web.Response(status=code, text=f"status {code}")
+
+
+class FakeDelivery:
+    """A command delivery as a broker would hand it over, recording how it was settled."""
+
+    def __init__(
+        self, body: bytes, message_id: str | None = None, *, redelivered: bool = False
+    ) -> None:
+        self.body = body
+        self.exchange = "t.commands"
+        self.routing_key = "send.default"
+        self.message_id = message_id if message_id is not None else uuid.uuid4().hex
+        self.correlation_id = "c"
+        self.reply_to = "replies"
+        self.type = None
+        self.headers: dict[str, object] = {}
+        self.redelivered = redelivered
+        self.timestamp = None
+        self.expiration_ms = None
+        self.app_id = None
+        self.content_type = "application/json"
+        self.settled: list[str] = []
+
+    async def ack(self) -> None:
+        self.settled.append("ack")
+
+    async def reject(self, *, requeue: bool) -> None:
+        self.settled.append(f"reject requeue={requeue}")

@@ -225,6 +225,12 @@ class AmqpBus:
         return bus
 
     @property
+    def connection(self) -> AbstractRobustConnection:
+        """The robust connection, for the few parts that need AMQP beyond the Bus interface
+        (the role lease, the command record stream)."""
+        return self._conn
+
+    @property
     def _publish_channel(self) -> AbstractRobustChannel:
         assert self._pub is not None
         return self._pub

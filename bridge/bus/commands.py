@@ -3,11 +3,20 @@
 For each delivery, in this order:
 - undecodable or invalid body -> copied to ``<ns>.dead`` with the reason in the
   ``x-openqq-reason`` header, an error reply (code -10) to ``reply_to`` if any, then acked;
-- ``message_id`` already done -> the stored reply is sent again, nothing runs;
-  started but never finished (the bridge died mid-way) -> answered as failed, nothing runs;
+- ``message_id`` already done (in the command record) -> the recorded reply is sent again,
+  nothing runs; started but never finished (a bridge died mid-way) -> answered "result
+  unknown" (sends: -3 发送结果未知), nothing runs;
 - otherwise the command runs; a retryable failure (upstream or broker briefly away) is
   requeued once, then dead-lettered; any other failure is dead-lettered with its reason and
-  answered with an error reply. The delivery is acked only after the reply was published.
+  answered with an error reply. The outcome is recorded, then the reply published, then the
+  delivery acked: a reply that cannot be published leaves the delivery unacked (requeued), and
+  its redelivery is answered from the record.
+
+Each command runs in its own task, owned by this server, not in the consumer callback that
+delivered it: when the connection drops, the client library cancels the callbacks of the closed
+channel, and a command already handed to QQ must still come to its end and be recorded. The
+executor calls the ``handover`` it is given right before the action reaches QQ; that records
+the command as started (durably) first.
 
 Stopping: commands not yet handed to the QQ side are withdrawn (their deliveries go back to
 the queue untouched, to run at the next start or on another bridge); commands already handed
@@ -20,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Any
 
 import msgspec
@@ -39,30 +47,17 @@ from bridge.core.commands import (
 )
 from bridge.core.routing import Names
 from bridge.errors import RETRYABLE, PublishFailed
-from bridge.store import DoneStore
+from bridge.store import CommandRecord
 
 log = logging.getLogger(__name__)
 
-Executor = Callable[[Command], Awaitable[Any]]
-
-_SENDING: ContextVar[Callable[[], None] | None] = ContextVar("openqq_sending", default=None)
+#: Called by the executor right before an action reaches the QQ side.
+Handover = Callable[[], Awaitable[None]]
+Executor = Callable[[Command, Handover], Awaitable[Any]]
 
 
 class Expired(Exception):
     """The command's expiration passed before it was handed to the QQ side."""
-
-
-def handing_over() -> None:
-    """Mark the running command as handed to the QQ side (call right before the action).
-
-    After this point a crash leaves the command's result unknown, so a redelivery is answered
-    "result unknown" instead of running again; before it, a redelivery simply runs. Raises
-    Expired when the command's AMQP expiration passed since the bridge took it: its caller
-    stopped waiting, so it is not sent.
-    """
-    mark = _SENDING.get()
-    if mark is not None:
-        mark()
 
 
 class CommandServer:
@@ -74,7 +69,7 @@ class CommandServer:
         names: Names,
         account: str,
         execute: Executor,
-        store: DoneStore,
+        record: CommandRecord,
         *,
         prefetch: int = 64,
     ) -> None:
@@ -82,7 +77,7 @@ class CommandServer:
         self._names = names
         self._account = account
         self._execute = execute
-        self._store = store
+        self._record = record
         self._prefetch = prefetch
         self._subs: list[Subscription] = []
         # Running commands -> whether each was handed to the QQ side.
@@ -128,22 +123,35 @@ class CommandServer:
         self._subs.clear()
 
     async def _on_delivery(self, d: Delivery) -> None:
-        task = asyncio.current_task()
-        if self._stopping or task is None:
+        if self._stopping:
             # Left unsettled: the broker takes it back when the consumer is cancelled.
             return
+        # Its own task: cancelling this callback (its channel closed) must not cut it short.
+        task = asyncio.get_running_loop().create_task(self._own(d))
         self._inflight[task] = False
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                return
+            if not task.done():
+                log.debug("delivery of %s cancelled with its channel; it runs on", d.message_id)
+                return
+            raise
+
+    async def _own(self, d: Delivery) -> None:
+        task = asyncio.current_task()
         try:
             await self._handle(d)
         except asyncio.CancelledError:
             if task not in self._withdrawn:
                 raise
             # Withdrawn by stop() before it reached the QQ side: nothing ran, nothing settled.
-            task.uncancel()
             log.debug("command %s withdrawn at stop; back to the queue", d.message_id)
         finally:
-            self._inflight.pop(task, None)
-            self._withdrawn.discard(task)
+            if task is not None:
+                self._inflight.pop(task, None)
+                self._withdrawn.discard(task)
 
     async def _handle(self, d: Delivery) -> None:
         try:
@@ -170,13 +178,12 @@ class CommandServer:
             try:
                 first = await asyncio.shield(self._running[mid])
             except ConnectionError:
-                await d.reject(requeue=True)
+                await _settle(d, ack=False)
                 return
-            await self._reply_raw(d, first, name)
-            await d.ack()
+            await self._answer(d, first, name)
             return
         if mid:
-            seen = self._store.begin(mid)
+            seen = self._record.lookup(mid)
             if seen.state == "done":
                 self.duplicates += 1
                 log.info(
@@ -184,17 +191,17 @@ class CommandServer:
                     name,
                     mid,
                 )
-                await self._reply_raw(d, seen.reply or b"null", name)
-                await d.ack()
+                await self._answer(d, seen.reply or b"null", name)
                 return
             if seen.state == "started":
                 self.duplicates += 1
                 reason = "result unknown: the bridge stopped while running this command"
                 log.warning("command %s message_id %s: %s; not run again", name, mid, reason)
                 reply = encode(unknown_reply(cmd, reason))
-                self._store.finish(mid, reply)
-                await self._reply_raw(d, reply, name)
-                await d.ack()
+                if await self._finish(mid, reply):
+                    await self._answer(d, reply, name)
+                else:
+                    await _settle(d, ack=False)
                 return
 
         running: asyncio.Future[bytes] | None = None
@@ -225,20 +232,21 @@ class CommandServer:
             else None
         )
 
-        def mark() -> None:
+        async def handover() -> None:
             if deadline is not None and asyncio.get_running_loop().time() > deadline:
                 # Its caller stopped waiting long ago (the expiration): never send it now.
                 raise Expired
-            handed.append(True)
             task = asyncio.current_task()
             if task is not None and task in self._inflight:
+                # From here on a stop lets it finish instead of withdrawing it.
                 self._inflight[task] = True
             if mid:
-                self._store.mark_sent(mid)
+                # Durable before QQ sees it; if this fails, nothing was handed over.
+                await self._record.started(mid)
+            handed.append(True)
 
-        _SENDING.set(mark)
         try:
-            result = await self._execute(cmd)
+            result = await self._execute(cmd, handover)
         except Expired:
             reason = (
                 f"expired: not run, its expiration ({d.expiration_ms} ms) passed while it"
@@ -258,9 +266,7 @@ class CommandServer:
                     mid,
                     exc,
                 )
-                if mid:
-                    self._store.forget(mid)
-                await d.reject(requeue=True)
+                await _settle(d, ack=False)
                 return None
             reason = f"failed twice: {exc}"
             return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
@@ -274,10 +280,10 @@ class CommandServer:
 
         self.executed += 1
         body = encode(result)
-        if mid:
-            self._store.finish(mid, body)
-        await self._reply_raw(d, body, name)
-        await d.ack()
+        if mid and not await self._finish(mid, body):
+            await _settle(d, ack=False)
+            return body
+        await self._answer(d, body, name)
         return body
 
     async def _settle_failed(
@@ -289,15 +295,35 @@ class CommandServer:
         except PublishFailed:
             # The copy did not reach the dead-letter queue: keep the original instead.
             log.exception("dead-lettering %s failed; message requeued", d.routing_key)
-            if mid:
-                self._store.forget(mid)
-            await d.reject(requeue=True)
+            await _settle(d, ack=False)
             return None
-        if mid:
-            self._store.finish(mid, body)
-        await self._reply_raw(d, body, "error")
-        await d.ack()
+        if mid and not await self._finish(mid, body):
+            await _settle(d, ack=False)
+            return body
+        await self._answer(d, body, "error")
         return body
+
+    async def _finish(self, mid: str, body: bytes) -> bool:
+        """Record the outcome; False (logged) when the record cannot be written."""
+        try:
+            await self._record.finish(mid, body)
+        except PublishFailed as exc:
+            log.error(
+                "outcome of command %s not recorded (%s); not acked, its redelivery is"
+                " answered result unknown",
+                mid,
+                exc,
+            )
+            return False
+        return True
+
+    async def _answer(self, d: Delivery, body: bytes, name: str) -> None:
+        """Publish the reply, then ack; unacked (requeued) when the reply did not go out."""
+        if await self._reply_raw(d, body, name):
+            await _settle(d, ack=True)
+        else:
+            # Its redelivery is answered from the record.
+            await _settle(d, ack=False)
 
     async def dead_letter(self, d: Delivery, reason: str) -> None:
         """Copy a delivery to ``<ns>.dead`` with the reason, keeping its properties."""
@@ -305,9 +331,10 @@ class CommandServer:
         queue = command_queue_of(self._names, self._account, d)
         await dead_letter(self._bus, self._names, d, reason, queue)
 
-    async def _reply_raw(self, d: Delivery, body: bytes, name: str) -> None:
+    async def _reply_raw(self, d: Delivery, body: bytes, name: str) -> bool:
+        """Publish a reply; False when the broker did not confirm it (try again later)."""
         if not d.reply_to:
-            return
+            return True
         msg = OutMessage(
             body=body,
             correlation_id=d.correlation_id,
@@ -319,11 +346,24 @@ class CommandServer:
             routed = await self._bus.publish("", d.reply_to, msg, mandatory=True)
         except PublishFailed as exc:
             log.warning(
-                "reply to %s (correlation_id %s) not delivered: %s",
+                "reply to %s (correlation_id %s) not confirmed (%s); command requeued,"
+                " its redelivery is answered from the record",
                 d.reply_to,
                 d.correlation_id,
                 exc,
             )
-            return
+            return False
         if not routed:
             log.info("reply queue %s is gone; the caller stopped waiting", d.reply_to)
+        return True
+
+
+async def _settle(d: Delivery, *, ack: bool) -> None:
+    """Ack, or requeue; a channel already gone gives the delivery back by itself."""
+    try:
+        if ack:
+            await d.ack()
+        else:
+            await d.reject(requeue=True)
+    except Exception as exc:  # noqa: BLE001 - any client error here means the channel is gone
+        log.info("delivery %s not settled (%s); the broker redelivers it", d.message_id, exc)

@@ -1,9 +1,13 @@
 """PresenceAnnouncer: publishes a bridge's Presence (bridge.core.presence) on the bus.
 
 At start, on every state change (``changed()``), every ``interval`` seconds, and once more
-when stopped. Presence is a sign of life, not data: it is published non-persistent, with a
-per-message TTL of three intervals, not mandatory, and a failed publish is logged at DEBUG
-and tried again at the next tick: the bridge never waits for it.
+when stopped. A standby bridge (one that does not hold its account's active role) is silent:
+``snapshot`` returns None for it, and the last presence (state ``stop``) goes out only from a
+bridge whose previous presence did, so a standby never speaks for the account.
+
+Presence is a sign of life, not data: it is published non-persistent, with a per-message TTL
+of three intervals, not mandatory, and a failed publish is logged at DEBUG and tried again at
+the next tick: the bridge never waits for it.
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ log = logging.getLogger(__name__)
 
 
 class PresenceAnnouncer:
-    """Announces one bridge; ``snapshot`` returns its current Presence."""
+    """Announces one bridge; ``snapshot`` returns its current Presence (None: stay silent)."""
 
     def __init__(
         self,
         bus: Bus,
         names: Names,
-        snapshot: Callable[[], Presence],
+        snapshot: Callable[[], Presence | None],
         *,
         interval: float = PRESENCE_INTERVAL,
     ) -> None:
@@ -41,6 +45,8 @@ class PresenceAnnouncer:
         self.interval = interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Whether the last snapshot was a presence (this bridge speaks for the account).
+        self._speaking = False
 
     def start(self) -> None:
         """Start announcing (the first presence goes out at once)."""
@@ -56,9 +62,10 @@ class PresenceAnnouncer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    await self.announce()
+            if self._speaking:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2):
+                        await self.announce()
 
     async def _loop(self) -> None:
         while True:
@@ -71,6 +78,9 @@ class PresenceAnnouncer:
     async def announce(self) -> None:
         """Publish the current presence once (failures logged, never raised)."""
         p = self._snapshot()
+        self._speaking = p is not None
+        if p is None:
+            return
         msg = OutMessage(
             body=encode(p),
             message_id=uuid.uuid4().hex,

@@ -5,8 +5,10 @@ first says it exists: a presence message (``presence.bridge.<account>``, every 1
 every bridge, see bridge.core.presence) or an ``event.state_change.<account>``. Its state
 follows state_change events and presence; the last login QR code comes from
 ``event.input_qrcode`` and is dropped once the account is running. A remote account (one
-this controller does not supervise) is forgotten when its bridge announces ``stop`` or is
-unheard for three presence intervals (30 s); a local one when ``stop_client`` stops it.
+this controller does not supervise) shows ``stop`` as soon as its bridge says so and is
+forgotten when unheard for three presence intervals (30 s; a standby bridge that takes the
+account over speaks up before that); a local one when ``stop_client`` stops it or its
+bridge exits 0.
 """
 
 from __future__ import annotations
@@ -122,11 +124,10 @@ class Registry:
 
     async def _on_presence(self, name: str, p: Presence) -> None:
         acc = self.accounts.get(name)
-        if p.state == "stop" and (acc is None or not acc.local):
-            if acc is not None:
-                await self.forget(name)
-            return
-        acc = acc or await self.add(name, local=False)
+        if acc is None:
+            if p.state == "stop":
+                return
+            acc = await self.add(name, local=False)
         acc.presence, acc.last_seen = p, time.monotonic()
         self._set_state(acc, p.state)
 

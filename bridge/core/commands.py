@@ -247,6 +247,9 @@ class ClientInfo(msgspec.Struct, kw_only=True):
     """get_client_info: the bridge process."""
 
     account: str
+    #: The bridge that answered, which is the account's active one: ``host:pid`` (an addition
+    #: to the original, for deployments with standby bridges).
+    active: str | None = None
     code: int = 0
     http_debug: int = 0
     log_encoding: str | None = None

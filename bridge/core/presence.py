@@ -1,11 +1,12 @@
 """The presence of a bridge on the bus: who runs which account, where, in which state.
 
-Every bridge publishes a :class:`Presence` on ``<ns>.events`` with routing key
-``presence.bridge.<account>`` when it starts, on every state change and every ``interval``
-seconds, and a last one with state ``stop`` when it stops. The first word ``presence`` keeps
-it out of every binding of messages and Openqq events (``receive_message.#``, ``event.*.*``),
-so existing consumers never see it; a controller binds ``presence.bridge.*`` to learn the
-accounts of a namespace, wherever their bridges run.
+The active bridge of an account publishes a :class:`Presence` on ``<ns>.events`` with
+routing key ``presence.bridge.<account>`` when it starts, on every state change and every
+``interval`` seconds, and a last one with state ``stop`` when it stops (standbys are
+silent). The first word ``presence`` keeps it out of every binding of messages and Openqq
+events (``receive_message.#``, ``event.*.*``), so existing consumers never see it; a
+controller binds ``presence.bridge.*`` to learn the accounts of a namespace, wherever their
+bridges run.
 """
 
 from __future__ import annotations

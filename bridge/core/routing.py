@@ -49,6 +49,14 @@ class Names:
         """Where an account's dead letters wait for a person to look at them."""
         return f"{self.prefix}.{account}.dead"
 
+    def active_queue(self, account: str) -> str:
+        """The lease of the account's active role (a single-active-consumer queue)."""
+        return f"{self.prefix}.{account}.active"
+
+    def record_stream(self, account: str) -> str:
+        """The stream of the account's command record (message_id -> started / outcome)."""
+        return f"{self.prefix}.{account}.record"
+
 
 def command_key(kind: QueueKind, account: str) -> str:
     """Routing key of a command on the commands exchange: ``send.<account>``."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import socket
 from typing import Any
 
 import aiohttp
@@ -18,7 +20,7 @@ from bridge.core import commands as c
 from bridge.core.routing import Names
 from bridge.errors import BufferFull
 from bridge.service import Bridge
-from bridge.store import DoneStore
+from bridge.store import SqliteRecord
 from bridge.upstream.sim import SimSettings, SimulatedAccount
 from tests.conftest import ACCOUNT, running_bridge, sim_url
 
@@ -334,8 +336,10 @@ async def test_injected_contact_events_update_reads(env):
 async def test_client_info_and_relogin(env):
     info = await call(env, c.GetClientInfo())
     assert info["account"] == ACCOUNT and info["code"] == 0 and info["status"] == "success"
+    assert info["active"] == f"{socket.gethostname()}:{os.getpid()}"
     assert set(info) == {
         "account",
+        "active",
         "code",
         "http_debug",
         "log_encoding",
@@ -413,13 +417,12 @@ async def test_same_message_id_runs_once(env):
 
 
 async def test_command_interrupted_by_a_crash_is_answered_failed(bus_factory, ns, tmp_path):
-    store = DoneStore(tmp_path / "done.sqlite")
-    store.begin("crashed-1")  # as if the bridge died while QQ was sending it
-    store.mark_sent("crashed-1")
-    store.begin("waiting-1")  # as if it died while this one waited its turn
+    store = SqliteRecord(tmp_path / "done.sqlite")
+    store.mark_started("crashed-1")  # as if the bridge died while QQ was sending it
+    # "waiting-1" has no entry: as if it died while that one waited its turn.
     bus, client = await bus_factory(), await bus_factory()
     events = await subscribe(client, ns, "send_message.#")
-    async with running_bridge(bus, ns, tmp_path, store=store):
+    async with running_bridge(bus, ns, tmp_path, record=store):
         rpc = RpcClient(client, Names(ns))
         await rpc.start()
         reply = msgspec.json.decode(

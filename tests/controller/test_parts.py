@@ -47,8 +47,13 @@ async def test_presence_at_start_on_change_and_a_last_stop():
             interval=60.0,
         )
 
-    ann = PresenceAnnouncer(bus, names, snapshot, interval=60.0)
+    active = [False]
+    ann = PresenceAnnouncer(bus, names, lambda: snapshot() if active[0] else None, interval=60.0)
     ann.start()
+    await asyncio.sleep(0.1)
+    assert got.empty()  # a standby says nothing
+    active[0] = True
+    ann.changed()
     async with asyncio.timeout(5):
         key, first = await got.get()
         assert (key, first.state) == ("presence.bridge.bot1", "init")
@@ -58,5 +63,12 @@ async def test_presence_at_start_on_change_and_a_last_stop():
         state[0] = "stop"
         await ann.stop()
         assert (await got.get())[1].state == "stop"
+    assert got.empty()
+    # A standby that never spoke sends no last stop either.
+    silent = PresenceAnnouncer(bus, names, lambda: None, interval=60.0)
+    silent.start()
+    await asyncio.sleep(0.1)
+    await silent.stop()
+    await asyncio.sleep(0.1)
     assert got.empty()
     await bus.close()

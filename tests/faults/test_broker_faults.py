@@ -152,7 +152,7 @@ async def test_a_slow_consumer_does_not_slow_the_bridge_or_others(rabbitmq, amqp
             depth = (
                 await ch.declare_queue(f"{amqp_ns}.slow", passive=True)
             ).declaration_result.message_count
-            assert not bridge._full_logged, "the bridge's buffer never filled"
+            assert not bridge.outbox.full_logged, "the bridge's buffer never filled"
         assert depth is not None
         assert depth <= 100
         print(

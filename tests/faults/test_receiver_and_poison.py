@@ -22,9 +22,9 @@ from bridge.bus.memory import MemoryBus
 from bridge.bus.topology import declare_account
 from bridge.core.commands import CODE_INVALID_COMMAND
 from bridge.core.routing import Names
-from bridge.store import DoneStore
+from bridge.store import SqliteRecord
 from tests.conftest import running_adapter, running_bridge, sim_url
-from tests.fakes import WebhookRecorder
+from tests.fakes import FakeDelivery, WebhookRecorder
 from tests.procs import free_port
 
 pytestmark = pytest.mark.rabbitmq
@@ -178,32 +178,6 @@ commandish = st.fixed_dictionaries(
 )
 
 
-class _Delivery:
-    """A delivery as a broker would hand it over, recording how it was settled."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.exchange = "t.commands"
-        self.routing_key = "send.default"
-        self.message_id = uuid.uuid4().hex
-        self.correlation_id = "c"
-        self.reply_to = "replies"
-        self.type = None
-        self.headers: dict = {}
-        self.redelivered = False
-        self.timestamp = None
-        self.expiration_ms = None
-        self.app_id = None
-        self.content_type = "application/json"
-        self.settled: list[str] = []
-
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def reject(self, *, requeue: bool) -> None:
-        self.settled.append(f"reject requeue={requeue}")
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(
@@ -225,11 +199,11 @@ def test_any_command_body_is_answered_and_settled_exactly_once(body: bytes):
 
         await bus.consume(replies, on, prefetch=0, auto_ack=True)
 
-        async def execute(_cmd):
+        async def execute(_cmd, _handover):
             return {"code": 0, "status": "ok"}
 
-        server = CommandServer(bus, names, "default", execute, DoneStore(None))
-        d = _Delivery(body)
+        server = CommandServer(bus, names, "default", execute, SqliteRecord(None))
+        d = FakeDelivery(body)
         await server._handle(d)  # type: ignore[arg-type]
         await asyncio.sleep(0)
         assert d.settled == ["ack"], d.settled

@@ -3,34 +3,31 @@ import itertools
 import time
 
 from bridge.core.pacing import KeyedLocks, Pacer
-from bridge.store import DoneStore
+from bridge.store import SqliteRecord
 
 
-def test_done_store_states_survive_reopen(tmp_path):
+async def test_sqlite_record_states_survive_reopen(tmp_path):
     path = tmp_path / "done.sqlite"
-    store = DoneStore(path)
-    assert store.begin("a").state == "new"
-    # Taken but never handed to QQ: it may run when it comes back.
-    assert store.begin("a").state == "new"
-    store.mark_sent("a")
-    assert store.begin("a").state == "started"
-    store.finish("a", b'{"code":0}')
-    store.close()
-    store = DoneStore(path)
-    seen = store.begin("a")
+    store = SqliteRecord(path)
+    # Never handed to QQ: no entry, it may run when it comes back.
+    assert store.lookup("a").state == "new"
+    await store.started("a")
+    assert store.lookup("a").state == "started"
+    await store.finish("a", b'{"code":0}')
+    await store.close()
+    store = SqliteRecord(path)
+    seen = store.lookup("a")
     assert (seen.state, seen.reply) == ("done", b'{"code":0}')
-    store.forget("a")
-    assert store.begin("a").state == "new"
-    store.close()
+    await store.close()
 
 
-def test_done_store_prunes_old_records(tmp_path):
-    store = DoneStore(tmp_path / "d.sqlite", ttl=0.0)
-    store.begin("old")
-    time.sleep(0.01)
+async def test_sqlite_record_prunes_old_records(tmp_path):
+    store = SqliteRecord(tmp_path / "d.sqlite", ttl=0.0)
+    await store.started("old")
+    await asyncio.sleep(0.01)
     store.prune()
-    assert store.begin("old").state == "new"
-    store.close()
+    assert store.lookup("old").state == "new"
+    await store.close()
 
 
 async def test_keyed_locks_keep_arrival_order_per_key():

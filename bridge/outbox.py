@@ -1,0 +1,147 @@
+"""Outbox: the bounded buffer of upstream events and the loop that publishes it with confirms.
+
+Events are published in buffer order, many at a time, each awaiting its own confirm (the
+channel keeps the order per conversation). A full buffer makes the upstream wait up to
+``buffer_wait``, then refuses the event loudly (BufferFull). The outbox publishes only while
+its bridge is the account's active one: :meth:`hold` stops taking events from the buffer (a
+bridge that lost its role publishes nothing), :meth:`release` resumes, :meth:`discard` drops
+what waits (a bridge that will not be active again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+
+from bridge.bus.publisher import EventPublisher
+from bridge.core import events as ev
+from bridge.errors import BufferFull
+
+log = logging.getLogger(__name__)
+
+#: Events published at once, awaiting their confirms.
+PUBLISH_WINDOW = 256
+
+_Item = tuple[ev.Event, str, asyncio.Future[None] | None]
+
+
+class Outbox:
+    """Buffer and publish one account's events; ``run()`` is the publishing loop."""
+
+    def __init__(self, publisher: EventPublisher, *, size: int, wait: float) -> None:
+        self.publisher = publisher
+        self._buffer: asyncio.Queue[_Item] = asyncio.Queue(size)
+        self._wait = wait
+        self._publishing: set[asyncio.Task[None]] = set()
+        self.full_logged = False
+        # message_id of events: unique per process run, cheap, and kept on re-publish.
+        self._id_prefix = os.urandom(12).hex() + "-"
+        self._ids = itertools.count(1)
+        self._open = asyncio.Event()
+        self._open.set()
+        self.discarded = 0
+
+    def new_id(self) -> str:
+        """A fresh event message_id."""
+        return f"{self._id_prefix}{next(self._ids):x}"
+
+    async def put(self, event: ev.Event, done: asyncio.Future[None] | None = None) -> str:
+        """Buffer an event (BufferFull if no room frees up within ``wait``); its message_id."""
+        item: _Item = (event, self.new_id(), done)
+        try:
+            self._buffer.put_nowait(item)
+        except asyncio.QueueFull:
+            if not self.full_logged:
+                # Once per episode: under load a full buffer is ordinary back-pressure.
+                self.full_logged = True
+                log.warning(
+                    "event buffer full (%d events): the upstream waits for the broker",
+                    self._buffer.maxsize,
+                )
+            try:
+                async with asyncio.timeout(self._wait):
+                    await self._buffer.put(item)
+            except TimeoutError:
+                msg = (
+                    f"event buffer full ({self._buffer.maxsize} events) for"
+                    f" {self._wait:g}s: is the broker reachable? {event.KIND} refused"
+                )
+                log.error(msg)
+                raise BufferFull(msg) from None
+        return item[1]
+
+    def hold(self) -> None:
+        """Publish nothing more from the buffer (publishes already sent finish or fail)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Publish again."""
+        self._open.set()
+
+    def discard(self) -> int:
+        """Drop every buffered event (this bridge will not publish them); how many."""
+        n = 0
+        while True:
+            try:
+                _, _, done = self._buffer.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self._buffer.task_done()
+            if done is not None and not done.done():
+                done.cancel()
+            n += 1
+        self.discarded += n
+        return n
+
+    async def run(self) -> None:
+        """Publish the buffer in order until cancelled."""
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
+        while True:
+            await self._open.wait()
+            event, mid, done = await self._buffer.get()
+            if not self._open.is_set():
+                # Taken while the gate closed: it goes out first once publishing resumes.
+                await self._open.wait()
+            await window.acquire()
+            task = asyncio.get_running_loop().create_task(
+                self._publish_one(event, mid, done, window)
+            )
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish_one(
+        self,
+        event: ev.Event,
+        mid: str,
+        done: asyncio.Future[None] | None,
+        window: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await self.publisher.publish(event, mid)
+        finally:
+            window.release()
+            self._buffer.task_done()
+            if self.full_logged and self._buffer.qsize() < self._buffer.maxsize // 2:
+                self.full_logged = False
+                log.warning("event buffer has room again (%d waiting)", self._buffer.qsize())
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait until every buffered event is confirmed; False (logged) on timeout."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._buffer.join()
+        except TimeoutError:
+            log.error("%d event(s) not confirmed by the broker at shutdown", self._buffer.qsize())
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Cancel the publishes still in flight."""
+        tasks = list(self._publishing)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
