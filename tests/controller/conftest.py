@@ -25,7 +25,7 @@ from tests.conftest import delete_namespace
 from tests.procs import bridge_env, free_port, start
 
 #: Every account a test of this package may run (their queues are deleted afterwards).
-ACCOUNTS = ("a1", "a2", "a3", "qr1", "s1", "hand1", "hand2", "default")
+ACCOUNTS = ("a1", "a2", "a3", "qr1", "s1", "hand1", "hand2", "ha1", "default")
 
 
 @dataclass

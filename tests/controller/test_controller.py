@@ -340,3 +340,46 @@ def test_restarted_controller_finds_its_clients(
         assert (c["pid"], c["port"]) == (None, before["hand2"]["port"])
     finally:
         assert stop(hand) == 0
+
+
+@pytest.mark.slow
+async def test_only_the_active_bridge_speaks_and_a_handover_keeps_the_account(
+    ctl: Ctl, three: dict[str, bytes], rabbitmq: str, tmp_path
+) -> None:
+    conn = await aio_pika.connect(rabbitmq)
+    procs = []
+    try:
+        ch = await conn.channel()
+        q = await ch.declare_queue(exclusive=True)
+        await q.bind(f"{ctl.ns}.events", "presence.bridge.ha1")
+        for side in ("one", "two"):
+            (tmp_path / side).mkdir()
+            env = bridge_env(
+                tmp_path / side,
+                AMQP_URL=rabbitmq,
+                OPENQQ_NAMESPACE=ctl.ns,
+                OPENQQ_ACCOUNT="ha1",
+            )
+            procs.append(start(["bridge"], env, tmp_path / side))
+            if side == "one":
+                await asyncio.to_thread(ctl.wait_state, "ha1", "running")
+        active, standby = procs
+        await asyncio.sleep(2)  # the standby has joined by now: it must stay silent
+        pids = set()
+        while (m := await q.get(fail=False)) is not None:
+            await m.ack()
+            pids.add(msgspec.json.decode(m.body)["pid"])
+        assert pids == {active.pid}
+        # A clean stop hands the account over: the controller keeps it, the standby speaks.
+        assert await asyncio.to_thread(stop, active) == 0
+        await asyncio.to_thread(ctl.wait_state, "ha1", "running")
+        async with asyncio.timeout(20):
+            while True:
+                m = await q.get(timeout=20)
+                await m.ack()
+                if msgspec.json.decode(m.body)["pid"] == standby.pid:
+                    break
+    finally:
+        for p in procs:
+            await asyncio.to_thread(stop, p)
+        await conn.close()
