@@ -239,6 +239,7 @@ def test_get_qrcode_while_scanning(ctl: Ctl, three: dict[str, bytes]) -> None:
     )
 
 
+@pytest.mark.slow
 def test_bridge_stopped_through_its_own_api_stays_stopped(ctl: Ctl) -> None:
     assert ctl.get("/openqq/start_client?client=s1").json()["code"] == 0
     c = ctl.wait_state("s1", "running")
