@@ -31,6 +31,7 @@ from bridge.config import (
     HELP,
     Settings,
     allowed_range,
+    cluster_advice,
     env_name,
     load_accounts,
     load_settings,
@@ -50,7 +51,8 @@ from bridge.showmsg import show
 from bridge.store import CommandRecord, SqliteRecord
 from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.settings import OneBotSettings
-from bridge.upstream.sim import SimSettings, SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
+from bridge.upstream.sim.settings import SimSettings
 
 log = logging.getLogger("bridge")
 
@@ -236,6 +238,9 @@ async def _connect(settings: Settings, role: str) -> Bus:
         log.info("AMQP_URL unset: using the embedded in-memory bus")
         return MemoryBus()
     log.info("connecting to RabbitMQ at %s", redact(settings.amqp_url))
+    advice = cluster_advice(settings)
+    if advice:
+        log.warning("%s", advice)
     return await AmqpBus.connect(
         settings.amqp_url,
         name=f"openqq-bridge {role} {settings.namespace}/{settings.account}",

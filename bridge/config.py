@@ -5,7 +5,7 @@ Each setting is declared once, as a field of :class:`Settings` with its help tex
 declaration, under that one name. Every setting has an environment variable
 ``OPENQQ_<NAME>`` (``AMQP_URL`` for the broker). Values are validated at start; an error
 names the setting and where it came from, in one line. Secrets (the AMQP password) are never
-logged: use :func:`bridge.bus.amqp.redact`.
+logged: use :func:`bridge.brokerurls.redact`, which masks every URL of a list.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, get_type_hints
 import msgspec
 from msgspec import Meta
 
+from bridge import brokerurls
 from bridge.core.events import DEFAULT_EVENTS, EVENT_NAMES
 from bridge.core.routing import valid_name
 from bridge.errors import ConfigError
@@ -45,7 +46,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         str | None,
         Meta(
             description=(
-                "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/ (unset: in-memory bus)"
+                "RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/, or the URLs of a"
+                " cluster's nodes, comma-separated (a list in TOML): tried in order on connect"
+                " and every reconnect (unset: in-memory bus)"
             )
         ),
     ] = None
@@ -55,7 +58,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = "sim"
     queue_type: Annotated[
         Literal["classic", "quorum"],
-        Meta(description="classic or quorum command queues (quorum: clusters, standby bridges)"),
+        Meta(
+            description=(
+                "classic or quorum command and post_api queues and role lease (quorum:"
+                " clusters, standby bridges); the same on every bridge and adapter"
+            )
+        ),
     ] = "classic"
     prefetch: Annotated[
         int,
@@ -250,11 +258,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         """Like the default, with the broker password hidden."""
         fields = {f: getattr(self, f) for f in self.__struct_fields__}
         if self.amqp_url:
-            fields["amqp_url"] = _redact_url(self.amqp_url)
+            fields["amqp_url"] = brokerurls.redact(self.amqp_url)
         for secret in ("access_token", "onebot_token"):
             if fields.get(secret):
                 fields[secret] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
+    @property
+    def amqp_urls(self) -> list[str]:
+        """The broker URLs of ``amqp_url``, in the order they are tried (empty when unset)."""
+        return brokerurls.split(self.amqp_url) if self.amqp_url else []
 
     @property
     def data_dir(self) -> Path:
@@ -318,14 +331,6 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _redact_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
-
-
 def _shown(field: str, value: object) -> str:
     """A value for an error message: secrets hidden, URLs without query or credentials."""
     if field in _SECRETS:
@@ -333,7 +338,7 @@ def _shown(field: str, value: object) -> str:
     if not isinstance(value, str):
         return repr(value)
     if field == "amqp_url":
-        return repr(_redact_url(value))
+        return repr(brokerurls.redact(value))
     if field in _URLS:
         scheme, sep, rest = value.partition("://")
         host = rest.split("?", 1)[0].rpartition("@")[2]
@@ -505,6 +510,12 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
                 hint = _did_you_mean(_closest(key, HELP))
                 msg = f"config file {path}: unknown setting {key!r}{hint}"
                 raise ConfigError(msg)
+            if key == "amqp_url" and isinstance(value, list):
+                # The nodes of a cluster as a TOML list: kept as one comma-separated value.
+                if not all(isinstance(u, str) for u in value):
+                    msg = f"setting 'amqp_url' (config file {path}): a list of URL strings"
+                    raise ConfigError(msg)
+                value = brokerurls.join(value)
             raw[key] = value
             origin[key] = f"config file {path}"
     for field in HELP:
@@ -561,12 +572,8 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
                 " digits, '_' or '-' (it becomes part of routing keys)"
             )
             raise ConfigError(msg)
-    if s.amqp_url is not None and not s.amqp_url.startswith(("amqp://", "amqps://")):
-        msg = (
-            f"setting 'amqp_url' ({where('amqp_url')}): {_shown('amqp_url', s.amqp_url)}"
-            " must start with amqp:// or amqps://"
-        )
-        raise ConfigError(msg)
+    if s.amqp_url is not None:
+        _check_amqp_urls(s.amqp_url, where("amqp_url"))
     for field in ("sim_listen", "listen", "onebot_listen", "controller_listen"):
         parse_hostport(getattr(s, field), field, where(field))
     if not s.onebot_url.startswith(("ws://", "wss://")):
@@ -593,3 +600,35 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
             f" {', '.join(unknown)}; known: {', '.join(EVENT_NAMES)}"
         )
         raise ConfigError(msg)
+
+
+def cluster_advice(s: Settings) -> str | None:
+    """A warning for settings that lose data on a cluster: several nodes, classic queues."""
+    if len(s.amqp_urls) > 1 and s.queue_type == "classic":
+        return (
+            f"amqp_url lists {len(s.amqp_urls)} brokers but queue_type is classic: each"
+            " command and post_api queue lives on one node, and what waits in it is lost with"
+            " that node; set queue_type = 'quorum' (OPENQQ_QUEUE_TYPE=quorum) on every bridge"
+            " and adapter of the namespace"
+        )
+    return None
+
+
+def _check_amqp_urls(value: str, origin: str) -> None:
+    """Each URL of ``amqp_url`` on its own: a list must never be read as one URL."""
+    urls = brokerurls.split(value)
+    if not urls:
+        msg = f"setting 'amqp_url' ({origin}): no URL given"
+        raise ConfigError(msg)
+    for i, url in enumerate(urls, 1):
+        problem = brokerurls.problem(url)
+        if problem is not None:
+            which = f"URL {i} of {len(urls)}: " if len(urls) > 1 else ""
+            msg = f"setting 'amqp_url' ({origin}): {which}{problem}"
+            raise ConfigError(msg)
+    seen: set[str] = set()
+    for url in urls:
+        if url in seen:
+            msg = f"setting 'amqp_url' ({origin}): {brokerurls.redact(url)!r} is listed twice"
+            raise ConfigError(msg)
+        seen.add(url)

@@ -19,6 +19,10 @@ class PublishFailed(BridgeError):
     """The broker refused (nacked) a publish, or the channel died before the confirm."""
 
 
+class BrokerAway(PublishFailed):
+    """The broker connection is down (reconnecting): nothing was published, it may be retried."""
+
+
 class PoisonMessage(BridgeError):
     """A command that can never succeed (undecodable, wrong shape); dead-lettered."""
 

@@ -11,11 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aio_pika
+import msgspec
 import pytest
 
 from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus
-from bridge.bus.base import Bus
+from bridge.bus.base import Bus, Delivery
 from bridge.bus.memory import MemoryBus
 from bridge.clientfiles import ClientFiles
 from bridge.config import Settings
@@ -23,7 +24,8 @@ from bridge.core.commands import QUEUE_KINDS
 from bridge.core.routing import Names
 from bridge.service import Bridge
 from bridge.store import CommandRecord
-from bridge.upstream.sim import SimSettings, SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
+from bridge.upstream.sim.settings import SimSettings
 from tests.fakes import WebhookRecorder
 from tests.proxy import TcpProxy
 
@@ -215,3 +217,16 @@ async def hook(aiohttp_server) -> WebhookRecorder:
     server = await aiohttp_server(rec.app())
     rec.url = str(server.make_url("/post_api?client=default"))  # type: ignore[attr-defined]
     return rec
+
+
+async def contents_of(bus: Bus, ns: str, pattern: str) -> asyncio.Queue[str]:
+    """The ``content`` of every event of ``ns`` matching ``pattern``, as it arrives."""
+    got: asyncio.Queue[str] = asyncio.Queue()
+
+    async def on(d: Delivery) -> None:
+        await got.put(msgspec.json.decode(d.body)["content"])
+
+    q = await bus.declare_queue("", exclusive=True, auto_delete=True)
+    await bus.bind(q, f"{ns}.events", pattern)
+    await bus.consume(q, on, prefetch=500, auto_ack=True)
+    return got

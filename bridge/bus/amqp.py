@@ -1,16 +1,20 @@
 """RabbitMQ through aio-pika: robust connection, confirms, mandatory publishes, manual acks.
 
-The first connect is retried with jittered backoff for a bounded time (tenacity), then fails
-with :class:`BrokerUnavailable`; after that aio-pika's robust connection reconnects on its
-own and restores channels, queues and consumers. One confirm channel publishes; each
-consumer gets its own channel so its prefetch applies to it alone.
+The broker is one URL or the URLs of a cluster's nodes. The first connect tries each URL in
+order, and is retried with jittered backoff for a bounded time (tenacity), then fails with
+:class:`BrokerUnavailable`. After that aio-pika's robust connection reconnects on its own and
+restores channels, queues and consumers; :class:`FailoverConnection` makes every reconnect
+attempt go to the next URL of the list, so the loss of a node moves the bus to another node
+without a TCP balancer (as RabbitMQ's own clients do with an address list). One confirm
+channel publishes; each consumer gets its own channel so its prefetch applies to it alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +24,6 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
-    AbstractRobustConnection,
 )
 from tenacity import (
     AsyncRetrying,
@@ -31,19 +34,14 @@ from tenacity import (
 )
 from yarl import URL
 
+from bridge import brokerurls
+from bridge.brokerurls import redact
 from bridge.bus.base import Handler, Headers, OutMessage, Subscription
-from bridge.errors import BrokerUnavailable, ConfigError, PublishFailed
+from bridge.errors import BrokerAway, BrokerUnavailable, ConfigError, PublishFailed
 
 log = logging.getLogger(__name__)
 
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and errors."""
-    try:
-        u = URL(url)
-    except (ValueError, TypeError):
-        return "<unparseable AMQP_URL>"
-    return str(u.with_password("***")) if u.password else str(u)
+__all__ = ["AmqpBus", "FailoverConnection", "redact", "vhost_of"]
 
 
 def vhost_of(url: str) -> str:
@@ -79,6 +77,19 @@ def _refusal(exc: BaseException, url: str) -> ConfigError | None:
     return None
 
 
+def _queue_mismatch(name: str, arguments: Mapping[str, Any], exc: Exception) -> ConfigError:
+    """What to do when a queue exists with other arguments, naming the setting that decides."""
+    wanted = str(arguments.get("x-queue-type", "classic"))
+    other = "classic" if wanted == "quorum" else "quorum"
+    return ConfigError(
+        f"queue {name!r} exists on the broker with other arguments than this process"
+        f" declares ({exc}); it is declared here as a {wanted} queue (queue_type = {wanted})."
+        f" If it is a {other} queue, set queue_type = {other!r} (OPENQQ_QUEUE_TYPE={other})"
+        " on every bridge and adapter of the namespace; otherwise delete it (rabbitmqctl"
+        f" delete_queue {name}; its messages are lost) and it is declared again"
+    )
+
+
 def _retryable(exc: BaseException) -> bool:
     # Wrong credentials or vhost will not fix themselves; a broker that is away may come back.
     if isinstance(exc, aiormq.exceptions.AuthenticationError | aiormq.ProbableAuthenticationError):
@@ -86,6 +97,35 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, aiormq.exceptions.InvalidFrameError | aiormq.exceptions.ConnectionClosed):
         return _refusal(exc, "amqp://localhost/") is None
     return isinstance(exc, (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, TimeoutError))
+
+
+class _Unreachable(ConnectionError):
+    """No URL of the list answered this attempt (the text names each URL's error)."""
+
+
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection over several broker URLs: each failure moves on to the next URL.
+
+    aio-pika calls ``_on_connection_close`` when a live connection is lost and when a
+    connect attempt fails; both turn to the next URL, so a reconnect first tries another
+    node, then the others in turn (every ``reconnect_interval``), and channels, queues,
+    bindings and consumers are restored on whichever node answers. aio-pika's own options
+    (``reconnect_interval``) come from the first URL's query; aiormq reads each URL's own.
+    """
+
+    def __init__(self, urls: Sequence[str], *, start: int = 0, **kwargs: Any) -> None:
+        self.urls = [URL(u) for u in urls]
+        self._at = start % len(self.urls)
+        super().__init__(self.urls[self._at], **kwargs)
+
+    async def _on_connection_close(self, closing: Any) -> None:
+        await super()._on_connection_close(closing)
+        if not (self.close_called or self.is_closed) and len(self.urls) > 1:
+            self._at = (self._at + 1) % len(self.urls)
+            self.url = self.urls[self._at]
+
+    def __str__(self) -> str:
+        return redact(str(self.url))
 
 
 class _AmqpDelivery:
@@ -158,7 +198,7 @@ class _AmqpSubscription:
 class AmqpBus:
     """The :class:`bridge.bus.base.Bus` on RabbitMQ."""
 
-    def __init__(self, connection: AbstractRobustConnection) -> None:
+    def __init__(self, connection: FailoverConnection) -> None:
         self._conn = connection
         self._pub: AbstractRobustChannel | None = None
         self._decl: AbstractRobustChannel | None = None
@@ -168,13 +208,47 @@ class AmqpBus:
         self._declared: dict[str, dict[str, Any]] = {}
         self._queues: dict[str, AbstractQueue] = {}
         self._on_lost: Any = None
+        self._reconnected: list[Callable[[], None]] = []
 
     @classmethod
-    async def connect(cls, url: str, *, name: str, retry_seconds: float = 30.0) -> AmqpBus:
-        """Connect, retrying with backoff for ``retry_seconds``; BrokerUnavailable after."""
-        where = redact(url)
+    async def connect(
+        cls, url: str | Sequence[str], *, name: str, retry_seconds: float = 30.0
+    ) -> AmqpBus:
+        """Connect, retrying with backoff for ``retry_seconds``; BrokerUnavailable after.
+
+        ``url`` is one URL, a comma-separated list, or a list: each attempt tries every URL
+        in order, and the connection fails over between them afterwards.
+        """
+        urls = brokerurls.split(url) if isinstance(url, str) else list(url)
+        if not urls:
+            msg = "no broker URL given (amqp_url, AMQP_URL)"
+            raise ConfigError(msg)
+        where = redact(",".join(urls))
         attempts = 0
-        conn: AbstractRobustConnection | None = None
+        conn: FailoverConnection | None = None
+
+        async def connect_any() -> FailoverConnection:
+            # One attempt: every URL in order; the refusal of a login is final at once.
+            errors: list[str] = []
+            last: BaseException | None = None
+            for i, one in enumerate(urls):
+                candidate = FailoverConnection(
+                    urls, start=i, client_properties={"connection_name": name}
+                )
+                try:
+                    await candidate.connect(timeout=10)
+                except (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+                    with contextlib.suppress(*aio_pika.exceptions.CONNECTION_EXCEPTIONS):
+                        await candidate.close()
+                    refused = _refusal(exc, one)
+                    if refused is not None:
+                        raise refused from exc
+                    errors.append(f"{redact(one)}: {str(exc) or type(exc).__name__}")
+                    last = exc
+                    continue
+                return candidate
+            assert last is not None
+            raise _Unreachable("; ".join(errors)) from last
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -182,7 +256,7 @@ class AmqpBus:
                 "RabbitMQ at %s not reachable (attempt %d: %s); retrying for up to %gs",
                 where,
                 state.attempt_number,
-                (str(exc) or type(exc).__name__) if exc else "?",
+                redact(str(exc) or type(exc).__name__) if exc else "?",
                 retry_seconds,
             )
 
@@ -196,25 +270,41 @@ class AmqpBus:
             ):
                 with attempt:
                     attempts += 1
-                    conn = await aio_pika.connect_robust(
-                        url, client_properties={"connection_name": name}, timeout=10
-                    )
+                    conn = await connect_any()
+        except ConfigError:
+            raise
         except (*aio_pika.exceptions.CONNECTION_EXCEPTIONS, TimeoutError, ValueError) as exc:
-            refused = _refusal(exc, url)
-            if refused is not None:
-                raise refused from exc
             msg = (
                 f"RabbitMQ at {where} unreachable after {attempts} attempt(s)"
                 f" over {retry_seconds:g}s: {str(exc) or type(exc).__name__}"
             )
-            raise BrokerUnavailable(msg) from exc
+            raise BrokerUnavailable(redact(msg)) from exc
         assert conn is not None
 
+        down: list[str] = []
+
         def lost(_conn: object, exc: BaseException | None = None) -> None:
-            log.warning("RabbitMQ connection to %s lost (%s); reconnecting", where, exc)
+            # Called for the loss and again for each failed reconnect attempt.
+            at = str(conn)
+            if down:
+                log.debug("RabbitMQ at %s not reachable: %s", at, redact(str(exc)))
+                return
+            down.append(at)
+            log.warning(
+                "RabbitMQ connection to %s lost (%s); reconnecting%s",
+                at,
+                redact(str(exc)),
+                f" (trying each of {len(urls)} URLs in turn)" if len(urls) > 1 else "",
+            )
 
         def restored(_conn: object) -> None:
-            log.warning("RabbitMQ connection to %s restored", where)
+            log.warning("RabbitMQ connection restored, to %s", conn)
+            down.clear()
+            for callback in list(bus._reconnected):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("reconnect callback %r failed", callback)
 
         conn.close_callbacks.add(lost)
         conn.reconnect_callbacks.add(restored)
@@ -225,7 +315,17 @@ class AmqpBus:
         return bus
 
     @property
-    def connection(self) -> AbstractRobustConnection:
+    def current_url(self) -> str:
+        """The URL the bus is connected to (or reconnecting to), password hidden."""
+        return str(self._conn)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up (False while it reconnects)."""
+        return self._conn.connected.is_set() and self._conn.transport is not None
+
+    @property
+    def connection(self) -> FailoverConnection:
         """The robust connection, for the few parts that need AMQP beyond the Bus interface
         (the role lease, the command record stream)."""
         return self._conn
@@ -269,11 +369,7 @@ class AmqpBus:
         try:
             q = await self._declare_channel.declare_queue(name, **kwargs)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            msg = (
-                f"queue {name!r} exists on the broker with other arguments ({exc});"
-                " delete it or match its settings (queue_type)"
-            )
-            raise ConfigError(msg) from exc
+            raise _queue_mismatch(name, kwargs["arguments"], exc) from exc
         self._declared[name] = kwargs
         self._queues[name] = q
         return q.name
@@ -311,6 +407,13 @@ class AmqpBus:
         )
         try:
             channel = await self._publish_channel.get_underlay_channel()
+        except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
+            text = f"not published to {exchange!r}: the broker connection is down ({exc!r})"
+            raise BrokerAway(text) from exc
+        if channel.is_closed or self._conn.transport is None:
+            text = f"not published to {exchange!r}: the broker connection is down"
+            raise BrokerAway(text)
+        try:
             await channel.basic_publish(
                 message.body,
                 exchange=exchange,
@@ -339,6 +442,9 @@ class AmqpBus:
         sub = _AmqpSubscription(ch, q, tag)
         self._subs.append(sub)
         return sub
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._reconnected.append(callback)
 
     async def delete_queue(self, name: str) -> None:
         self._declared.pop(name, None)

@@ -115,6 +115,13 @@ class Bus(Protocol):
         """
         ...
 
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each reconnect, once queues and consumers are restored.
+
+        Messages published to a private queue while it was gone (replies) are lost; this is
+        the moment to ask for them again. A bus that never reconnects never calls it.
+        """
+
     async def delete_queue(self, name: str) -> None:
         """Delete a queue (tests and tooling)."""
 

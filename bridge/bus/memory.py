@@ -13,7 +13,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -299,6 +299,9 @@ class MemoryBus:
 
     async def delete_exchange(self, name: str) -> None:
         self.broker.exchanges.pop(name, None)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Never called: the in-memory bus has no connection to lose."""
 
     async def close(self) -> None:
         for c in self._subs:

@@ -27,6 +27,20 @@ def command_queue_arguments(names: Names, queue_type: QueueType) -> dict[str, An
     return args
 
 
+def post_api_queue_arguments(names: Names, queue_type: QueueType) -> dict[str, Any]:
+    """Arguments of an account's post_api queue: ordered (one consumer at a time), dead
+    letters to ``<ns>.dead``; a quorum queue when ``queue_type`` is quorum, so the reports
+    waiting in it survive the loss of a cluster node.
+    """
+    args: dict[str, Any] = {
+        "x-dead-letter-exchange": names.dead,
+        "x-single-active-consumer": True,
+    }
+    if queue_type == "quorum":
+        args["x-queue-type"] = "quorum"
+    return args
+
+
 async def declare_account(
     bus: Bus, names: Names, account: str, queue_type: QueueType = "classic"
 ) -> None:

@@ -52,3 +52,25 @@ def test_unreachable_broker_is_retried_with_one_line_per_retry(tmp_path):
     assert len(lines) == len(retries) + 2, err
     assert "error when creating transport" not in err
     assert "pw-0815" not in err
+
+
+@pytest.mark.rabbitmq
+def test_a_url_list_with_a_refused_login_names_no_password(rabbitmq, tmp_path):
+    dead = f"amqp://guest:dead-pw-1@127.0.0.1:{free_port()}/"
+    refused = str(URL(rabbitmq).with_password("wrong-pw-4711"))
+    code, err = run_bridge(tmp_path, f"{dead},{refused}")
+    assert code == 2, err
+    assert "refused the login of user 'guest' (ACCESS_REFUSED)" in err
+    assert "dead-pw-1" not in err
+    assert "wrong-pw-4711" not in err
+
+
+def test_an_unreachable_url_list_names_each_url_without_password(tmp_path):
+    one, two = free_port(), free_port()
+    urls = f"amqp://guest:pw-0815@127.0.0.1:{one}/,amqp://bot:pw-4242@127.0.0.1:{two}/"
+    code, err = run_bridge(tmp_path, urls, "1")
+    assert code == 3, err
+    assert f"amqp://guest:***@127.0.0.1:{one}/" in err
+    assert f"amqp://bot:***@127.0.0.1:{two}/" in err
+    assert "pw-0815" not in err
+    assert "pw-4242" not in err

@@ -3,7 +3,15 @@ from typing import get_type_hints
 
 import pytest
 
-from bridge.config import HELP, Settings, allowed_range, env_name, load_settings, unknown_variables
+from bridge.config import (
+    HELP,
+    Settings,
+    allowed_range,
+    cluster_advice,
+    env_name,
+    load_settings,
+    unknown_variables,
+)
 from bridge.errors import ConfigError
 
 
@@ -145,3 +153,73 @@ def test_an_unknown_file_key_names_the_closest_setting(tmp_path):
     bad.write_text("prefech = 3\n")
     with pytest.raises(ConfigError, match=r"unknown setting 'prefech'; did you mean prefetch\?"):
         load_settings(bad, env={})
+
+
+# --- several broker URLs (a cluster's nodes) and their passwords -------------------------
+CLUSTER = "amqp://bot:pw1@mq1:5672/,amqp://bot:pw2@mq2:5673/, amqp://bot:p%2Cw3@mq3/"
+
+
+def test_a_comma_separated_amqp_url_is_a_list_of_urls():
+    s = load_settings(env={"AMQP_URL": CLUSTER})
+    assert s.amqp_urls == [
+        "amqp://bot:pw1@mq1:5672/",
+        "amqp://bot:pw2@mq2:5673/",
+        "amqp://bot:p%2Cw3@mq3/",
+    ]
+
+
+def test_a_toml_list_of_urls(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('amqp_url = ["amqp://bot:a,b@mq1/", "amqp://bot:c@mq2:5673/"]\n')
+    s = load_settings(cfg, env={})
+    # A comma inside a password survives the list: it is written %2C, which means the same.
+    assert s.amqp_urls == ["amqp://bot:a%2Cb@mq1/", "amqp://bot:c@mq2:5673/"]
+    cfg.write_text('amqp_url = ["amqp://bot:a@mq1/", 5]\n')
+    with pytest.raises(ConfigError, match="a list of URL strings"):
+        load_settings(cfg, env={})
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        # Before: a list read as one URL, the second URL becoming the vhost.
+        ("amqp://bot:pw1@mq1:5681/;amqp://bot:pw2@mq2:5682/", "contains another URL"),
+        ("amqp://bot:pw1@mq1/,http://bot:pw2@mq2/", "URL 2 of 2: 'http://bot:***@mq2/' must start"),
+        (
+            "amqp://bot:pw1@mq1/,amqp://bot:pw2@:5672/",
+            "URL 2 of 2: 'amqp://bot:***@:5672/' names no host",
+        ),
+        (
+            "amqp://bot:pw1@mq1/,amqp://bot:pw2@mq2:99999/",
+            "URL 2 of 2: 'amqp://bot:***@mq2:99999/' is not a URL",
+        ),
+        ("amqp://bot:pw1@mq1/,amqp://bot:pw1@mq1/", "listed twice"),
+        (" , ", "no URL given"),
+    ],
+)
+def test_each_url_of_the_list_is_validated_and_its_password_hidden(value, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"AMQP_URL": value})
+    text = str(err.value)
+    assert fragment in text
+    assert "setting 'amqp_url' (environment AMQP_URL)" in text
+    assert "pw1" not in text
+    assert "pw2" not in text
+
+
+def test_no_password_of_a_list_in_repr():
+    s = load_settings(env={"AMQP_URL": CLUSTER})
+    shown = repr(s)
+    for secret in ("pw1", "pw2", "p%2Cw3"):
+        assert secret not in shown
+    assert "amqp://bot:***@mq1:5672/,amqp://bot:***@mq2:5673/" in shown
+
+
+def test_several_brokers_with_classic_queues_get_advice():
+    assert cluster_advice(load_settings(env={"AMQP_URL": "amqp://mq1/"})) is None
+    quorum = {"AMQP_URL": CLUSTER, "OPENQQ_QUEUE_TYPE": "quorum"}
+    assert cluster_advice(load_settings(env=quorum)) is None
+    advice = cluster_advice(load_settings(env={"AMQP_URL": CLUSTER}))
+    assert advice is not None
+    assert "lists 3 brokers but queue_type is classic" in advice
+    assert "OPENQQ_QUEUE_TYPE=quorum" in advice

@@ -23,7 +23,7 @@ from bridge.adapters.openqq.jsonfmt import dumps, legacy
 from bridge.adapters.openqq.params import BadRequest, Params, TooLarge, last, read_params
 from bridge.adapters.openqq.replica import ContactReplica
 from bridge.adapters.openqq.routes import AUTH_FAILURE, JSON, ROUTES, Answer
-from bridge.bus.rpc import ReplyLost, RpcClient
+from bridge.bus.rpc import MaybeSent, ReplyLost, RpcClient
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.errors import NoRoute, PublishFailed, RpcTimeout
@@ -114,7 +114,9 @@ class OpenqqApi:
         """The legacy bytes of the bridge's reply, or an error reply of the right shape.
 
         A command that was sent but got no reply may still run (until its expiration, the
-        caller's wait): a send then answers 发送结果未知, never 发送失败.
+        caller's wait): a send then answers 发送结果未知, never 发送失败. While the adapter's
+        broker connection is down the call waits for it (within ``rpc_timeout``); only a
+        command that surely never left (no route, or the broker away the whole time) fails.
         """
         timeout = self.opts.rpc_timeout
         try:
@@ -140,9 +142,17 @@ class OpenqqApi:
             return dumps(c.StatusReply(code=CODE_BRIDGE_UNAVAILABLE, status=reason))
 
     async def cast(self, cmd: c.Command) -> bytes | None:
-        """Send without waiting; an error reply when the bridge is not there."""
+        """Send without waiting for the bridge; an error reply when it cannot be handed over.
+
+        Waits up to ``rpc_timeout`` for a broker connection that is down.
+        """
+        timeout = self.opts.rpc_timeout
         try:
-            await self.rpc.cast(self.opts.account, cmd)
+            await self.rpc.cast(self.opts.account, cmd, timeout=timeout)
+        except (MaybeSent, ReplyLost) as exc:
+            reason = f"{exc}; result unknown: it may still be sent"
+            log.warning("%s for account %s: %s", c.command_name(cmd), self.opts.account, reason)
+            return dumps(c.unknown_reply(cmd, reason))
         except (NoRoute, PublishFailed, ConnectionError) as exc:
             return dumps(c.send_failure(f"bridge unavailable: {exc}"))
         return None

@@ -2,6 +2,8 @@
 
 Events wait in a durable queue on the broker (``<ns>.<account>.post_api``, single active
 consumer, one in flight) while the receiver is down, and go out in order when it is back.
+With ``queue_type = quorum`` it is a quorum queue, replicated across the cluster's nodes:
+the loss of one node loses none of the reports waiting in it.
 Two kinds of failure are told apart (README, "post_api"):
 
 - the receiver is *down*: unreachable, the request timed out, or it answered 502, 503, 504
@@ -48,6 +50,7 @@ from tenacity import (
 from bridge.adapters.openqq.jsonfmt import legacy
 from bridge.bus.base import REASON_HEADER, Bus, Delivery, Subscription
 from bridge.bus.deadletter import dead_letter
+from bridge.bus.topology import post_api_queue_arguments
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core.events import EVENT_NAMES
@@ -145,11 +148,7 @@ class PostApiForwarder:
     async def start(self) -> None:
         """Declare and bind the durable queue, then start delivering."""
         q = await self._bus.declare_queue(
-            self.queue,
-            arguments={
-                "x-dead-letter-exchange": self._names.dead,
-                "x-single-active-consumer": True,
-            },
+            self.queue, arguments=post_api_queue_arguments(self._names, self.opts.queue_type)
         )
         wanted = set(self.selected())
         for key in wanted:
