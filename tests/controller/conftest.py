@@ -7,7 +7,9 @@ import contextlib
 import http.server
 import os
 import queue
+import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -160,12 +162,22 @@ def _of(pid: int, ns: str) -> bool:
     return f"OPENQQ_NAMESPACE={ns}".encode() in env
 
 
-def backend_base() -> int:
-    """A start port with a few free ports above it (the OS picks ephemeral ones elsewhere)."""
+def backend_base(count: int = 16) -> int:
+    """A start port with ``count`` free ports from it, below the ephemeral range.
+
+    Ports of the ephemeral range (32768-60999 on Linux) are taken by any outgoing connection
+    at any time, so ``backend_start_port + n`` there may be gone when the account appears.
+    """
+    rng = random.Random()
     while True:
-        base = free_port()
-        if base < 60000:
-            return base
+        base = rng.randrange(20000, 32000 - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
 
 
 @pytest.fixture(scope="module")
