@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,7 @@ from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
 from bridge.bus.lease import BrokerLease
 from bridge.bus.memory import MemoryBus
+from bridge.bus.presence import PresenceAnnouncer
 from bridge.bus.record import StreamRecord
 from bridge.bus.topology import declare_account, declare_exchanges
 from bridge.clientfiles import ClientFiles
@@ -32,11 +34,15 @@ from bridge.config import (
     allowed_range,
     cluster_advice,
     env_name,
+    load_accounts,
     load_settings,
     parse_hostport,
     unknown_variables,
 )
+from bridge.controller.run import Controller
+from bridge.core.events import Event, StateChange
 from bridge.core.ports import Upstream
+from bridge.core.presence import PRESENCE_INTERVAL, Presence
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
 from bridge.executor import active_id
@@ -67,6 +73,9 @@ commands:
   adapter  the Openqq HTTP API alone, on RabbitMQ (AMQP_URL required); run any number
   onebot   the OneBot v11 face for bots alone, on RabbitMQ (AMQP_URL required); `run`
            serves it too when onebot_server_listen, _reverse or _post is set
+  controller
+           the Controller API of Mojo::Webqq on RabbitMQ (AMQP_URL required): starts and
+           supervises one bridge per account, serves every account with client=NAME
   declare  declare the namespace's exchanges and the account's command and dead-letter
            queues on RabbitMQ, then exit (commands sent before the bridge first runs wait)
   schemas  write (or --check) the JSON Schemas, AsyncAPI and OpenAPI documents
@@ -110,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("bridge", "the bridge alone, on RabbitMQ"),
         ("adapter", "the Openqq HTTP API alone, on RabbitMQ"),
         ("onebot", "the OneBot v11 face for bots alone, on RabbitMQ"),
+        ("controller", "the Controller API: many accounts behind one endpoint, on RabbitMQ"),
         ("declare", "declare the exchanges and the account's queues on RabbitMQ, then exit"),
     ):
         sub.add_parser(
@@ -160,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 " (OPENQQ_ONEBOT_SERVER_LISTEN), onebot_server_reverse or onebot_server_post"
             )
             raise ConfigError(msg)
-        if args.cmd in ("bridge", "adapter", "declare", "onebot") and not settings.amqp_url:
+        accounts = load_accounts(getattr(args, "config", None)) if args.cmd == "controller" else {}
+        roles_on_broker = ("bridge", "adapter", "declare", "controller", "onebot")
+        if args.cmd in roles_on_broker and not settings.amqp_url:
             msg = (
                 f"setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge {args.cmd}`;"
                 " `openqq-bridge run` uses the embedded bus"
@@ -171,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     _setup_logging(settings.log_level)
     try:
-        return asyncio.run(serve(settings, args.cmd))
+        return asyncio.run(serve(settings, args.cmd, accounts=accounts))
     except KeyboardInterrupt:
         return 0
 
@@ -217,6 +229,30 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
     )
 
 
+def _presence(
+    settings: Settings, files: ClientFiles, current: list[Bridge], *, ended: bool
+) -> Presence | None:
+    """What the bridge announces on the bus (bridge.core.presence); None while standby."""
+    if not current or not (ended or current[0].role.holds()):
+        return None
+    bridge = current[0]
+    bound = getattr(bridge.upstream, "bound", None)
+    sim = f"{bound[0]}:{bound[1]}" if settings.upstream == "sim" and bound else None
+    return Presence(
+        account=settings.account,
+        # A bridge whose run() returned is stopped, whatever the upstream said last.
+        state="stop" if ended else bridge.state,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        start_time=files.start_time,
+        version=__version__,
+        upstream=settings.upstream,
+        interval=PRESENCE_INTERVAL,
+        sim_listen=sim,
+        tmpdir=str(files.dir),
+    )
+
+
 async def _connect(settings: Settings, role: str) -> Bus:
     if not settings.amqp_url:
         log.info("AMQP_URL unset: using the embedded in-memory bus")
@@ -232,9 +268,13 @@ async def _connect(settings: Settings, role: str) -> Bus:
     )
 
 
-async def serve(settings: Settings, role: str = "run") -> int:
+async def serve(
+    settings: Settings, role: str = "run", *, accounts: dict[str, dict[str, str]] | None = None
+) -> int:
     """Run the role until SIGINT/SIGTERM (or stop_client); return the exit code."""
     try:
+        if role == "controller":
+            return await _serve_controller(settings, accounts or {})
         if role == "adapter":
             await _serve_adapter(settings)
         elif role == "onebot":
@@ -266,6 +306,24 @@ async def _declare(settings: Settings) -> None:
         )
     finally:
         await bus.close()
+
+
+async def _serve_controller(settings: Settings, accounts: dict[str, dict[str, str]]) -> int:
+    bus = await _connect(settings, "controller")
+    controller = Controller(bus, settings, accounts)
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    try:
+        await controller.start()
+        await stop.wait()
+        log.info("stopping the controller (its bridges keep running)")
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return EXIT_RUNNING
+    finally:
+        await controller.stop()
+        await bus.close()
+    return 0
 
 
 def _on_signals(stop: Callable[[], None]) -> None:
@@ -343,6 +401,8 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     bus: Bus | None = None
     adapter: OpenqqAdapter | None = None
     face: OneBotFace | None = None
+    announcer: PresenceAnnouncer | None = None
+    ended = asyncio.Event()
     record: CommandRecord | None = None
     try:
         bus = await _connect(settings, "bridge")
@@ -356,6 +416,20 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
                 b.request_stop()
 
         _on_signals(stop)
+        announcer = PresenceAnnouncer(
+            bus, names, lambda: _presence(settings, files, current, ended=ended.is_set())
+        )
+
+        def observe(event: Event) -> None:
+            if settings.show_message:
+                show(event)
+            if isinstance(event, StateChange):
+                assert announcer is not None
+                announcer.changed()
+
+        # Presence goes to the events exchange: it must exist before the first one.
+        await declare_exchanges(bus, names)
+        announcer.start()
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.
             adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
@@ -374,7 +448,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
                 record=record,
                 role=role,
                 files=files,
-                show=show if settings.show_message else None,
+                show=observe,
             )
             current[:] = [bridge]
             if stopping.is_set():
@@ -390,6 +464,9 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     finally:
         if face is not None:
             await face.stop()
+        ended.set()
+        if announcer is not None:
+            await announcer.stop()
         if adapter is not None:
             await adapter.stop()
         if bus is not None:
