@@ -50,7 +50,10 @@ def encode(segments: list[Segment]) -> str:
 
 
 def decode(message: str) -> list[Segment]:
-    """The segments of a CQ string; text outside codes becomes text segments."""
+    """The segments of a CQ string; text outside codes becomes text segments.
+
+    Parameters without a value (``k=`` or a bare ``k``) are left out.
+    """
     segments: list[Segment] = []
     pos = 0
     for m in _CQ.finditer(message):
@@ -59,7 +62,10 @@ def decode(message: str) -> list[Segment]:
         data: dict[str, Scalar] = {}
         for part in filter(None, m.group(2).split(",")):
             key, _, value = part.partition("=")
-            data[key] = unescape(value, in_param=True)
+            # A CQ code cannot tell "" from absent: an empty value is left out, as the array
+            # form's "" and null are (upstream/onebot/translate.data_value).
+            if value:
+                data[key] = unescape(value, in_param=True)
         segments.append(Segment(type=m.group(1), data=data))
         pos = m.end()
     if pos < len(message):

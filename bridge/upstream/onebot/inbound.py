@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from bridge.core import cqcode
 from bridge.core import events as ev
 from bridge.core import messages as msgs
 from bridge.core.model import Friend, GroupMember, member_display
@@ -36,7 +37,6 @@ from bridge.upstream.onebot.translate import (
     friend_of,
     group_of,
     member_of,
-    parse_cq,
     segments_of,
 )
 
@@ -81,7 +81,7 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
         msg = "a message without user_id"
         raise BadFrame(msg)
     segments = (
-        segments_of(f.message) if f.message not in (None, "", []) else parse_cq(f.raw_message)
+        segments_of(f.message) if f.message not in (None, "", []) else cqcode.decode(f.raw_message)
     )
     at = seconds(f.time) or int(time.time())
 

@@ -14,12 +14,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from bridge.core import cqcode
 from bridge.core.events import Scalar, Segment
 from bridge.core.model import Friend, Group, GroupMember, User
 from bridge.upstream.onebot.faces import FACE_IDS, FACES
 from bridge.upstream.onebot.frames import OBFriend, OBGroup, OBLoginInfo, OBMember, seconds
 
-_CQ = re.compile(r"\[CQ:([a-zA-Z0-9_.-]+)((?:,[^,\]]*)*)\]")
 _FACE_TEXT = re.compile(r"\[([^\[\]]{1,8})\]")
 PLACEHOLDERS = {
     "image": "[图片]",
@@ -58,34 +58,6 @@ def as_str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _cq_unescape(text: str, in_param: bool = False) -> str:
-    text = text.replace("&#91;", "[").replace("&#93;", "]")
-    if in_param:
-        text = text.replace("&#44;", ",")
-    return text.replace("&amp;", "&")
-
-
-def parse_cq(message: str) -> list[Segment]:
-    """Segments of a CQ-code string (``message/string.md``)."""
-    segments: list[Segment] = []
-    pos = 0
-    for m in _CQ.finditer(message):
-        if m.start() > pos:
-            segments.append(
-                Segment(type="text", data={"text": _cq_unescape(message[pos : m.start()])})
-            )
-        data: dict[str, Scalar] = {}
-        for part in filter(None, m.group(2).split(",")):
-            key, _, value = part.partition("=")
-            if value:
-                data[key] = _cq_unescape(value, in_param=True)
-        segments.append(Segment(type=m.group(1), data=data))
-        pos = m.end()
-    if pos < len(message):
-        segments.append(Segment(type="text", data={"text": _cq_unescape(message[pos:])}))
-    return segments
-
-
 def data_value(value: Any) -> str | None:
     """A segment data value as the CQ-string format writes it: text, nested data as JSON.
 
@@ -106,7 +78,7 @@ def data_value(value: Any) -> str | None:
 def segments_of(message: Any) -> list[Segment]:
     """Segments from an array message, a single segment object, or a CQ string."""
     if isinstance(message, str):
-        return parse_cq(message)
+        return cqcode.decode(message)
     if isinstance(message, Mapping):
         message = [message]
     out: list[Segment] = []
