@@ -19,6 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from bridge import __version__
 from bridge.config import Settings
 from bridge.core import commands as c
@@ -180,7 +182,7 @@ class Executor:
         return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=status_of(out))
 
     def _sent(
-        self, out: SendOutcome, origin: c.Origin, name: str | None = None
+        self, out: SendOutcome, cmd: c.SendCommand, name: str | None = None
     ) -> tuple[msgs.Report, msgs.Party]:
         """The report of a send and its sender: the account (under ``name`` in a group)."""
         user = self.contacts.user
@@ -193,7 +195,8 @@ class Executor:
             info=out.info,
             ttl=out.ttl,
             msg=status_of(out),
-            from_=origin,
+            from_=cmd.from_,
+            segments=cmd.segment_list or msgspec.UNSET,
         )
         return report, msgs.of_user(user, name)
 
@@ -216,8 +219,8 @@ class Executor:
                 return await self._deliver(
                     ("friend", f.id),
                     handover,
-                    lambda: up.send_friend(f, content),
-                    lambda out: msgs.sent_friend(*self._sent(out, cmd.from_), msgs.of_friend(f)),
+                    lambda: up.send_friend(f, content, cmd.segment_list),
+                    lambda out: msgs.sent_friend(*self._sent(out, cmd), msgs.of_friend(f)),
                 )
             case c.SendGroupMessage():
                 g = book.find_group(
@@ -230,10 +233,8 @@ class Executor:
                 return await self._deliver(
                     ("group", g.id),
                     handover,
-                    lambda: up.send_group(g, content),
-                    lambda out: msgs.sent_group(
-                        *self._sent(out, cmd.from_, book.own_name_in(g)), g
-                    ),
+                    lambda: up.send_group(g, content, cmd.segment_list),
+                    lambda out: msgs.sent_group(*self._sent(out, cmd, book.own_name_in(g)), g),
                 )
             case c.SendDiscussMessage():
                 d = book.find_discuss(id=cmd.id)
@@ -244,8 +245,8 @@ class Executor:
                 return await self._deliver(
                     ("discuss", d.id),
                     handover,
-                    lambda: up.send_discuss(d, content),
-                    lambda out: msgs.sent_discuss(*self._sent(out, cmd.from_), d),
+                    lambda: up.send_discuss(d, content, cmd.segment_list),
+                    lambda out: msgs.sent_discuss(*self._sent(out, cmd), d),
                 )
 
     async def _send_sess(self, cmd: c.SendSessMessage, handover: Handover) -> c.SendReply:
@@ -263,9 +264,9 @@ class Executor:
             return await self._deliver(
                 ("sess", m.id),
                 handover,
-                lambda: up.send_sess(m, g, content),
+                lambda: up.send_sess(m, g, content, cmd.segment_list),
                 lambda out: msgs.sent_sess(
-                    *self._sent(out, cmd.from_, book.own_name_in(g)),
+                    *self._sent(out, cmd, book.own_name_in(g)),
                     msgs.Party(book.member_name(m), m.id, m.uid),
                     g,
                 ),
@@ -284,10 +285,8 @@ class Executor:
             return await self._deliver(
                 ("sess", int(dm.id)),
                 handover,
-                lambda: up.send_sess(dm, d, content),
-                lambda out: msgs.sent_sess(
-                    *self._sent(out, cmd.from_), msgs.of_discuss_member(dm), d
-                ),
+                lambda: up.send_sess(dm, d, content, cmd.segment_list),
+                lambda out: msgs.sent_sess(*self._sent(out, cmd), msgs.of_discuss_member(dm), d),
             )
         return c.SendReply(code=105, id=None, status="discuss member or group member  not found")
 

@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Final, Literal
 
 import msgspec
 
+from bridge.core.events import Segment
 from bridge.core.model import QQ, Discuss, Friend, Group, GroupBasic, User
 
 QueueKind = Literal["send", "kick", "shutup", "query", "control"]
@@ -25,6 +26,19 @@ MAX_NAME: Final = 256
 MAX_MEMBERS: Final = 2000
 #: Longest mute a shutup command carries, in seconds (30 days, QQ's longest).
 MAX_SHUTUP_SECONDS: Final = 30 * 86400
+#: Most segments a send command carries.
+MAX_SEGMENTS: Final = 100
+#: Most ``data`` keys one segment carries.
+MAX_SEGMENT_KEYS: Final = 16
+#: Longest ``data`` key, in characters.
+MAX_SEGMENT_KEY: Final = 64
+#: Most characters of all ``data`` values of one send together (a base64 image fits, as in a
+#: 4 MiB OneBot frame).
+MAX_SEGMENT_TEXT: Final = 4 << 20
+#: Segment types a send command carries (OneBot v11 names); others are refused as invalid.
+SEGMENT_TYPES: Final = frozenset(
+    {"text", "face", "image", "record", "video", "at", "reply", "file"}
+)
 #: ``info`` of the 发送失败 reply to a send without content.
 EMPTY_CONTENT: Final = "消息内容为空 (content is empty)"
 
@@ -42,10 +56,61 @@ class _Command(msgspec.Struct, kw_only=True, frozen=True, tag_field="command"):
     QUEUE: ClassVar[QueueKind]
 
 
-class SendFriendMessage(_Command, kw_only=True, frozen=True, tag="send_friend_message"):
+SendSegments = Annotated[
+    list[Segment],
+    msgspec.Meta(
+        max_length=MAX_SEGMENTS,
+        description=(
+            "the message as OneBot v11 segments ({type, data}), sent as they are where the"
+            " upstream can (OneBot); content stays its plain-text rendering. Types: "
+            + ", ".join(sorted(SEGMENT_TYPES))
+            + f"; at most {MAX_SEGMENT_KEYS} data keys each, {MAX_SEGMENT_TEXT} characters"
+            " of data values in all"
+        ),
+    ),
+]
+
+
+def check_segments(segments: list[Segment] | msgspec.UnsetType) -> None:
+    """Refuse segments a send cannot carry (ValueError: the command is invalid)."""
+    if segments is msgspec.UNSET:
+        return
+    total = 0
+    for i, seg in enumerate(segments):
+        if seg.type not in SEGMENT_TYPES:
+            known = ", ".join(sorted(SEGMENT_TYPES))
+            msg = f"segments[{i}]: type {seg.type!r} is not one of {known}"
+            raise ValueError(msg)
+        if len(seg.data) > MAX_SEGMENT_KEYS:
+            msg = f"segments[{i}]: more than {MAX_SEGMENT_KEYS} data keys"
+            raise ValueError(msg)
+        for key, value in seg.data.items():
+            if len(key) > MAX_SEGMENT_KEY:
+                msg = f"segments[{i}]: data key longer than {MAX_SEGMENT_KEY} characters"
+                raise ValueError(msg)
+            total += len(value) if isinstance(value, str) else 0
+    if total > MAX_SEGMENT_TEXT:
+        msg = f"segments: data values longer than {MAX_SEGMENT_TEXT} characters in all"
+        raise ValueError(msg)
+
+
+class _Send(_Command, kw_only=True, frozen=True):
+    QUEUE = "send"
+    #: Optional (an addition to the Openqq parameters): omitted when unset.
+    segments: SendSegments | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        check_segments(self.segments)
+
+    @property
+    def segment_list(self) -> list[Segment] | None:
+        """The segments to send, or None when none are given (an empty list counts as none)."""
+        return self.segments if isinstance(self.segments, list) and self.segments else None
+
+
+class SendFriendMessage(_Send, kw_only=True, frozen=True, tag="send_friend_message"):
     """Send to a friend found by id, uid, name and displayname (all given must match)."""
 
-    QUEUE = "send"
     id: QQ | None = None
     uid: QQ | None = None
     name: Name | None = None
@@ -54,10 +119,9 @@ class SendFriendMessage(_Command, kw_only=True, frozen=True, tag="send_friend_me
     from_: Origin = msgspec.field(default="api", name="from")
 
 
-class SendGroupMessage(_Command, kw_only=True, frozen=True, tag="send_group_message"):
+class SendGroupMessage(_Send, kw_only=True, frozen=True, tag="send_group_message"):
     """Send to a group found by id, uid, name and displayname (all given must match)."""
 
-    QUEUE = "send"
     id: QQ | None = None
     uid: QQ | None = None
     name: Name | None = None
@@ -66,19 +130,17 @@ class SendGroupMessage(_Command, kw_only=True, frozen=True, tag="send_group_mess
     from_: Origin = msgspec.field(default="api", name="from")
 
 
-class SendDiscussMessage(_Command, kw_only=True, frozen=True, tag="send_discuss_message"):
+class SendDiscussMessage(_Send, kw_only=True, frozen=True, tag="send_discuss_message"):
     """Send to a discuss group found by id."""
 
-    QUEUE = "send"
     id: QQ | None = None
     content: Content
     from_: Origin = msgspec.field(default="api", name="from")
 
 
-class SendSessMessage(_Command, kw_only=True, frozen=True, tag="send_sess_message"):
+class SendSessMessage(_Send, kw_only=True, frozen=True, tag="send_sess_message"):
     """Temporary chat with a member of a group (group_id/group_uid) or discuss (discuss_id)."""
 
-    QUEUE = "send"
     group_id: QQ | None = None
     group_uid: QQ | None = None
     discuss_id: QQ | None = None
@@ -215,6 +277,8 @@ Command = (
     | Relogin
 )
 COMMAND_TYPES: tuple[type[Command], ...] = Command.__args__
+#: The commands of the send queue.
+SendCommand = SendFriendMessage | SendGroupMessage | SendDiscussMessage | SendSessMessage
 
 
 def command_name(cls: type[Command] | Command) -> str:

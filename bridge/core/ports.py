@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.core.events import Event
+from bridge.core.events import Event, Segment
 from bridge.core.model import Discuss, DiscussMember, Friend, Group, GroupMember, User
 
 #: How an upstream hands an event to the bridge; it may wait while the buffer is full.
@@ -41,7 +41,12 @@ class SendOutcome:
 
 
 class Upstream(Protocol):
-    """A QQ account: it logs in, emits events, and carries out sends, kicks and mutes."""
+    """A QQ account: it logs in, emits events, and carries out sends, kicks and mutes.
+
+    A send's ``segments`` (None: none given) is the message as OneBot segments, validated by
+    the command; ``content`` is always its plain-text rendering. An upstream that cannot send
+    segments sends ``content``.
+    """
 
     kind: str
     #: Default (global, per conversation) send intervals in seconds for this kind of account.
@@ -54,20 +59,30 @@ class Upstream(Protocol):
         """The account's contacts, valid once the state is ``running``."""
         ...
 
-    async def send_friend(self, friend: Friend, content: str) -> SendOutcome:
+    async def send_friend(
+        self, friend: Friend, content: str, segments: list[Segment] | None = None
+    ) -> SendOutcome:
         """Send to a friend."""
         ...
 
-    async def send_group(self, group: Group, content: str) -> SendOutcome:
+    async def send_group(
+        self, group: Group, content: str, segments: list[Segment] | None = None
+    ) -> SendOutcome:
         """Send to a group."""
         ...
 
-    async def send_discuss(self, discuss: Discuss, content: str) -> SendOutcome:
+    async def send_discuss(
+        self, discuss: Discuss, content: str, segments: list[Segment] | None = None
+    ) -> SendOutcome:
         """Send to a discuss group."""
         ...
 
     async def send_sess(
-        self, member: GroupMember | DiscussMember, via: Group | Discuss, content: str
+        self,
+        member: GroupMember | DiscussMember,
+        via: Group | Discuss,
+        content: str,
+        segments: list[Segment] | None = None,
     ) -> SendOutcome:
         """Temporary chat with a member of a group or discuss group."""
         ...

@@ -81,8 +81,8 @@ async def test_a_send_handed_to_qq_survives_a_connection_loss_and_gets_its_real_
         in_qq = asyncio.Event()
         original = sim.send_group
 
-        async def slow_send(group, content):
-            out = await original(group, content)
+        async def slow_send(group, content, segments=None):
+            out = await original(group, content, segments)
             sent.append(content)
             in_qq.set()
             # QQ takes its time to answer: the connection drops meanwhile.

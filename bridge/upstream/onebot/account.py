@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
+import msgspec
+
 from bridge.core import events as ev
 from bridge.core.model import Discuss, DiscussMember, Friend, Group, GroupMember, User
 from bridge.core.ports import Emit, SendOutcome, Snapshot
@@ -442,14 +444,21 @@ class OneBotAccount:
         text = exc.wording.lower()
         return exc.retcode in self.settings.risk_retcodes or any(w in text for w in RISK_WORDS)
 
-    async def _send(self, action: str, target: int, content: str, **params: Any) -> SendOutcome:
+    async def _send(
+        self,
+        action: str,
+        target: int,
+        content: str,
+        segments: list[ev.Segment] | None,
+        **params: Any,
+    ) -> SendOutcome:
         self._require_online()
         now = int(time.time())
         key = _conversation("group" if action == "send_group_msg" else "private", target)
         answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._in_flight.setdefault(key, set()).add(answered)
         try:
-            return await self._send_once(action, target, content, now, params)
+            return await self._send_once(action, target, content, segments, now, params)
         finally:
             answered.set_result(0)
             waiting = self._in_flight.get(key, set())
@@ -458,10 +467,18 @@ class OneBotAccount:
                 self._in_flight.pop(key, None)
 
     async def _send_once(
-        self, action: str, target: int, content: str, now: int, params: dict[str, Any]
+        self,
+        action: str,
+        target: int,
+        content: str,
+        segments: list[ev.Segment] | None,
+        now: int,
+        params: dict[str, Any],
     ) -> SendOutcome:
+        # Segments (validated by the command) go out as the OneBot array they are.
+        message = outgoing(content) if segments is None else msgspec.to_builtins(segments)
         try:
-            data = await self.call(action, message=outgoing(content), **params)
+            data = await self.call(action, message=message, **params)
         except (ActionTimeout, ConnectionLost) as exc:
             # The action left: QQ may have delivered it, so it is reported, never retried.
             info = f"{exc}; it may have been delivered, so it is not retried"
@@ -484,17 +501,23 @@ class OneBotAccount:
         self._sent_ids.append(mid)
         return SendOutcome(code=0, info="发送正常", msg_id=mid, time=now, content=content)
 
-    async def send_friend(self, friend: Friend, content: str) -> SendOutcome:
+    async def send_friend(
+        self, friend: Friend, content: str, segments: list[ev.Segment] | None = None
+    ) -> SendOutcome:
         """send_private_msg."""
         uid = friend.uid or friend.id
-        return await self._send("send_private_msg", uid, content, user_id=uid)
+        return await self._send("send_private_msg", uid, content, segments, user_id=uid)
 
-    async def send_group(self, group: Group, content: str) -> SendOutcome:
+    async def send_group(
+        self, group: Group, content: str, segments: list[ev.Segment] | None = None
+    ) -> SendOutcome:
         """send_group_msg."""
         gid = group.uid or group.id
-        return await self._send("send_group_msg", gid, content, group_id=gid)
+        return await self._send("send_group_msg", gid, content, segments, group_id=gid)
 
-    async def send_discuss(self, discuss: Discuss, content: str) -> SendOutcome:
+    async def send_discuss(
+        self, discuss: Discuss, content: str, segments: list[ev.Segment] | None = None
+    ) -> SendOutcome:
         """OneBot v11 has no discuss groups (the bridge answers 102 before this)."""
         return SendOutcome(
             code=-5,
@@ -505,11 +528,17 @@ class OneBotAccount:
         )
 
     async def send_sess(
-        self, member: GroupMember | DiscussMember, via: Group | Discuss, content: str
+        self,
+        member: GroupMember | DiscussMember,
+        via: Group | Discuss,
+        content: str,
+        segments: list[ev.Segment] | None = None,
     ) -> SendOutcome:
         """send_private_msg with the group the member was met in (temporary chat)."""
         uid = member.uid if member.uid is not None else int(member.id)
-        return await self._send("send_private_msg", uid, content, user_id=uid, group_id=via.id)
+        return await self._send(
+            "send_private_msg", uid, content, segments, user_id=uid, group_id=via.id
+        )
 
     async def ensure_members(self, group: Group) -> None:
         """Load a group's members once (get_group_member_list), then announce update_group."""

@@ -148,20 +148,31 @@ class SimulatedAccount:
             content=sent,
         )
 
-    async def send_friend(self, friend: Friend, content: str) -> SendOutcome:
+    # Segments are accepted and sent as their content: the simulation has no media.
+    async def send_friend(
+        self, friend: Friend, content: str, segments: list[ev.Segment] | None = None
+    ) -> SendOutcome:
         """Deliver to a friend (always succeeds while running)."""
         return self._outcome(content)
 
-    async def send_group(self, group: Group, content: str) -> SendOutcome:
+    async def send_group(
+        self, group: Group, content: str, segments: list[ev.Segment] | None = None
+    ) -> SendOutcome:
         """Deliver to a group (always succeeds while running)."""
         return self._outcome(content)
 
-    async def send_discuss(self, discuss: Discuss, content: str) -> SendOutcome:
+    async def send_discuss(
+        self, discuss: Discuss, content: str, segments: list[ev.Segment] | None = None
+    ) -> SendOutcome:
         """Deliver to a discuss group (always succeeds while running)."""
         return self._outcome(content)
 
     async def send_sess(
-        self, member: GroupMember | DiscussMember, via: Group | Discuss, content: str
+        self,
+        member: GroupMember | DiscussMember,
+        via: Group | Discuss,
+        content: str,
+        segments: list[ev.Segment] | None = None,
     ) -> SendOutcome:
         """Temporary chat; works in the simulation (QQ blocked it for WebQQ)."""
         return self._outcome(content)
