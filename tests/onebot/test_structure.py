@@ -10,7 +10,6 @@ ORDER = [
     "errors",
     "settings",
     "frames",
-    "faces",
     "translate",
     "book",
     "inbound",

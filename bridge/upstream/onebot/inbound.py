@@ -18,6 +18,7 @@ from bridge.core import cqcode
 from bridge.core import events as ev
 from bridge.core import messages as msgs
 from bridge.core.model import Friend, GroupMember, member_display
+from bridge.core.segtext import content_of
 from bridge.upstream.onebot.book import Book
 from bridge.upstream.onebot.errors import BadFrame
 from bridge.upstream.onebot.frames import (
@@ -33,7 +34,6 @@ from bridge.upstream.onebot.frames import (
     seconds,
 )
 from bridge.upstream.onebot.translate import (
-    content_of,
     friend_of,
     group_of,
     member_of,

@@ -1,7 +1,7 @@
 """Pure conversions between OneBot v11 data and the Openqq model (no I/O).
 
-Message content becomes the Openqq text form (``[图片]``, ``[表情]``, ``@name``, faces by
-name) and the original segments are kept, so nothing is lost. Segment data is kept as the
+Message content becomes the Openqq text form (bridge.core.segtext: ``[图片]``, ``[表情]``,
+``@name``, faces by name) and the original segments are kept, so nothing is lost. Segment data is kept as the
 CQ-string format carries it (text; nested data as JSON), so the array and the string format
 of one message give the same segments.
 """
@@ -9,53 +9,19 @@ of one message give the same segments.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
 
 from bridge.core import cqcode
 from bridge.core.events import Scalar, Segment
+from bridge.core.faces import FACE_IDS
 from bridge.core.model import Friend, Group, GroupMember, User
-from bridge.upstream.onebot.faces import FACE_IDS, FACES
+from bridge.core.segtext import as_str
 from bridge.upstream.onebot.frames import OBFriend, OBGroup, OBLoginInfo, OBMember, seconds
 
 _FACE_TEXT = re.compile(r"\[([^\[\]]{1,8})\]")
-PLACEHOLDERS = {
-    "image": "[图片]",
-    "record": "[语音]",
-    "video": "[视频]",
-    "file": "[文件]",
-    "json": "[分享]",
-    "xml": "[分享]",
-    "share": "[分享]",
-    "forward": "[合并转发]",
-    "location": "[位置]",
-    "music": "[音乐]",
-    "dice": "[骰子]",
-    "rps": "[猜拳]",
-    "poke": "[戳一戳]",
-    "mface": "[表情]",
-    "markdown": "[未识别内容]",
-}
-
-
-def as_int(value: Any, default: int = 0) -> int:
-    """An integer from a JSON number or a numeric string; ``default`` otherwise."""
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return default
-
-
-def as_str(value: Any) -> str:
-    """A string, or "" for null."""
-    return "" if value is None else str(value)
 
 
 def data_value(value: Any) -> str | None:
@@ -94,28 +60,6 @@ def segments_of(message: Any) -> list[Segment]:
                     clean[str(k)] = text
         out.append(Segment(type=as_str(seg.get("type")) or "unknown", data=clean))
     return out
-
-
-def content_of(segments: list[Segment], name_of: Callable[[str], str] = lambda q: q) -> str:
-    """The Openqq text form of a message."""
-    parts: list[str] = []
-    for seg in segments:
-        d = seg.data
-        if seg.type == "text":
-            parts.append(as_str(d.get("text")).replace("\r\n", "\n"))
-        elif seg.type == "face":
-            name = FACES.get(as_int(d.get("id"), -1))
-            parts.append(f"[{name}]" if name else "[表情]")
-        elif seg.type == "at":
-            qq = as_str(d.get("qq"))
-            parts.append(
-                "@全体成员 " if qq == "all" else f"@{as_str(d.get('name')) or name_of(qq)} "
-            )
-        elif seg.type == "reply":
-            continue
-        else:
-            parts.append(PLACEHOLDERS.get(seg.type, "[未识别内容]"))
-    return "".join(parts)
 
 
 def outgoing(content: str) -> list[dict[str, Any]]:

@@ -1,4 +1,7 @@
-"""The classic QQ face table (id -> name), as Openqq writes faces in text: ``[微笑]``."""
+"""The classic QQ face table (id -> name), as Openqq writes faces in text: ``[微笑]``.
+
+Shared by the OneBot upstream (faces received and sent) and the OneBot face (faces a bot sends).
+"""
 
 from __future__ import annotations
 
