@@ -1,9 +1,9 @@
 """Pure conversions between OneBot v11 data and the Openqq model (no I/O).
 
 Message content becomes the Openqq text form (bridge.core.segtext: ``[图片]``, ``[表情]``,
-``@name``, faces by name) and the original segments are kept, so nothing is lost. Segment data is kept as the
-CQ-string format carries it (text; nested data as JSON), so the array and the string format
-of one message give the same segments.
+``@name``, faces by name) and the original segments are kept, so nothing is lost. Segment
+data is kept as the CQ-string format carries it (text; nested data as JSON), so the array and
+the string format of one message give the same segments.
 """
 
 from __future__ import annotations
