@@ -14,6 +14,7 @@ from bridge.adapters.onebot.actions import ActionError, Actions, failure, reply
 from bridge.adapters.onebot.translate import MessageIds, to_onebot
 from bridge.adapters.openqq.replica import ContactReplica
 from bridge.core import commands as c
+from bridge.core.events import Segment
 from bridge.errors import NoRoute, RpcTimeout
 from tests.face.test_translate import SELF, T, book, received_group
 
@@ -56,21 +57,33 @@ async def call(actions: Actions, action: str, params: dict[str, Any]) -> dict[st
     return msgspec.json.decode(msgspec.json.encode(out))
 
 
+def text(t: str) -> Segment:
+    return Segment(type="text", data={"text": t})
+
+
 SENDS = [
     (
         "send_private_msg",
         {"user_id": 20002, "message": "hi"},
-        c.SendFriendMessage(uid=20002, content="hi"),
+        c.SendFriendMessage(uid=20002, content="hi", segments=[text("hi")]),
     ),
     (
         "send_private_msg",
         {"user_id": "20002", "message": "a&amp;[CQ:at,qq=all]", "auto_escape": "true"},
-        c.SendFriendMessage(uid=20002, content="a&amp;[CQ:at,qq=all]"),
+        c.SendFriendMessage(
+            uid=20002,
+            content="a&amp;[CQ:at,qq=all]",
+            segments=[text("a&amp;[CQ:at,qq=all]")],
+        ),
     ),
     (
         "send_group_msg",
         {"group_id": 30003, "message": "[CQ:at,qq=40004] hi &#91;"},
-        c.SendGroupMessage(uid=30003, content="@A卡 hi ["),
+        c.SendGroupMessage(
+            uid=30003,
+            content="@A卡 hi [",
+            segments=[Segment(type="at", data={"qq": "40004"}), text(" hi [")],
+        ),
     ),
     (
         "send_group_msg",
@@ -81,7 +94,12 @@ SENDS = [
                 {"type": "text", "data": {"text": "yes"}},
             ],
         },
-        c.SendGroupMessage(uid=30003, content="yes"),
+        c.SendGroupMessage(
+            uid=30003,
+            content="yes",
+            # The face's id 555 is the bus message 555 (ids that fit int32 pass unchanged).
+            segments=[Segment(type="reply", data={"id": "555"}), text("yes")],
+        ),
     ),
     (
         "send_msg",
@@ -90,13 +108,17 @@ SENDS = [
             "group_id": 30003,
             "message": {"type": "text", "data": {"text": "x"}},
         },
-        c.SendGroupMessage(uid=30003, content="x"),
+        c.SendGroupMessage(uid=30003, content="x", segments=[text("x")]),
     ),
-    ("send_msg", {"user_id": 20002, "message": "p"}, c.SendFriendMessage(uid=20002, content="p")),
+    (
+        "send_msg",
+        {"user_id": 20002, "message": "p"},
+        c.SendFriendMessage(uid=20002, content="p", segments=[text("p")]),
+    ),
     (
         "send_msg",
         {"group_id": "30003", "user_id": 20002, "message": "g"},
-        c.SendGroupMessage(uid=30003, content="g"),
+        c.SendGroupMessage(uid=30003, content="g", segments=[text("g")]),
     ),
 ]
 
@@ -220,9 +242,12 @@ FAILURES: list[tuple[str, dict[str, Any], int]] = [
     ("send_group_msg", {"group_id": 30003, "message": ""}, 1400),
     (
         "send_group_msg",
-        {"group_id": 30003, "message": [{"type": "image", "data": {"file": "a"}}]},
+        {"group_id": 30003, "message": [{"type": "music", "data": {"type": "qq", "id": "1"}}]},
         100,
     ),
+    ("send_group_msg", {"group_id": 30003, "message": "[CQ:forward,id=1]"}, 100),
+    ("send_group_msg", {"group_id": 30003, "message": "[CQ:reply,id=555]"}, 1400),
+    ("send_group_msg", {"group_id": 30003, "message": "[CQ:face,id=14]" * 101}, 1400),
     ("send_msg", {"message_type": "discuss", "message": "x"}, 1400),
     ("set_group_ban", {"group_id": 1, "user_id": 2, "duration": -1}, 1400),
     ("get_group_info", {"group_id": 1}, 100),
@@ -284,3 +309,49 @@ async def test_reads_wait_for_the_contacts_then_give_up(actions: Actions) -> Non
     out = await call(actions, "get_friend_list", {})
     assert (out["status"], out["retcode"]) == ("failed", 200)
     assert "still loading" in out["wording"]
+
+
+async def test_media_sends_as_segments_with_a_text_rendering(
+    actions: Actions, rpc: StubRpc
+) -> None:
+    message = "[CQ:image,file=https://x/a.jpg?a=1&#44;b=2]look[CQ:face,id=14][CQ:record,file=v.amr]"
+    out = await call(actions, "send_group_msg", {"group_id": 30003, "message": message})
+    assert out["retcode"] == 0, out
+    assert rpc.calls == [
+        c.SendGroupMessage(
+            uid=30003,
+            content="[图片]look[微笑][语音]",
+            segments=[
+                Segment(type="image", data={"file": "https://x/a.jpg?a=1,b=2"}),
+                text("look"),
+                Segment(type="face", data={"id": "14"}),
+                Segment(type="record", data={"file": "v.amr"}),
+            ],
+        )
+    ]
+
+
+async def test_array_segments_keep_their_data_and_replies_name_the_bus_message(
+    actions: Actions, rpc: StubRpc
+) -> None:
+    bus_id = 2**40  # a bus id too large for OneBot: the bot knows it by its int32 fold
+    actions._ids.remember(bus_id, {})
+    folded = MessageIds.to_onebot(bus_id)
+    message = [
+        {"type": "reply", "data": {"id": str(folded)}},
+        {"type": "image", "data": {"file": "base64://AAAA", "cache": True, "proxy": None}},
+        {"type": "text", "data": {"text": "caption"}},
+    ]
+    out = await call(actions, "send_private_msg", {"user_id": 20002, "message": message})
+    assert out["retcode"] == 0, out
+    assert rpc.calls == [
+        c.SendFriendMessage(
+            uid=20002,
+            content="[图片]caption",
+            segments=[
+                Segment(type="reply", data={"id": str(bus_id)}),
+                Segment(type="image", data={"file": "base64://AAAA", "cache": True}),
+                text("caption"),
+            ],
+        )
+    ]

@@ -8,7 +8,8 @@ answered from the :class:`ContactReplica` the bus keeps current. ``<action>_asyn
 
 Retcodes: 1400 bad parameters, 1404 unknown action (answered at once: frameworks probe
 extensions when they connect), 100 the bridge refused (contact not found, QQ said no, a segment
-the bus cannot carry), 200 the bus did not answer in time (the result is unknown), 1 async.
+type the bus cannot carry: see commands.SEGMENT_TYPES), 200 the bus did not answer in time (the
+result is unknown), 1 async.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bridge.core import commands as c
 from bridge.core import cqcode
 from bridge.core.events import Segment
 from bridge.core.model import Group, GroupMember
+from bridge.core.segtext import as_int, content_of
 from bridge.errors import BridgeError, NoRoute, RpcTimeout
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,6 @@ RETCODE_FAILED = 100
 RETCODE_UNKNOWN_RESULT = 200
 RETCODE_BAD_REQUEST = 1400
 RETCODE_NOT_FOUND = 1404
-#: Segments the bus carries (as Openqq text); others are refused rather than sent wrong.
-SENDABLE = frozenset({"text", "at", "reply"})
 
 
 class ActionError(Exception):
@@ -212,20 +212,19 @@ class Actions:
         except (BridgeError, ConnectionError) as exc:
             raise ActionError(RETCODE_UNKNOWN_RESULT, f"the bus failed: {exc}") from exc
 
-    def _content(self, segments: list[Segment], group: int | None) -> str:
-        parts: list[str] = []
+    def _message(self, segments: list[Segment], group: int | None) -> tuple[str, list[Segment]]:
+        """The content (Openqq text) and the segments of a send, or the reason it cannot go."""
+        out: list[Segment] = []
         for seg in segments:
-            if seg.type not in SENDABLE:
-                msg = (
-                    f"message segment {seg.type!r} cannot be sent through the bus"
-                    " (text, at and reply only)"
-                )
+            if seg.type not in c.SEGMENT_TYPES:
+                known = ", ".join(sorted(c.SEGMENT_TYPES))
+                msg = f"message segment {seg.type!r} cannot be sent through the bus ({known} only)"
                 raise ActionError(RETCODE_FAILED, msg)
-            if seg.type == "text":
-                parts.append(str(seg.data.get("text", "")))
-            elif seg.type == "at":
-                parts.append(self._at(str(seg.data.get("qq", "")), group))
-            # reply: Openqq text has no quotes; the message goes out without it.
+            out.append(self._reply_to_bus(seg) if seg.type == "reply" else seg)
+        if len(out) > c.MAX_SEGMENTS:
+            raise _bad(f"the message has more than {c.MAX_SEGMENTS} segments")
+        # Rendered as the OneBot upstream renders what it receives ([图片], [微笑], @name).
+        parts = [content_of([seg], lambda q: self._name(q, group)) for seg in out]
         # "@name " as Openqq writes mentions, without doubling a space the text brings.
         content = "".join(
             p[:-1] if p.startswith("@") and p.endswith(" ") and nxt[:1].isspace() else p
@@ -235,18 +234,22 @@ class Actions:
             raise _bad("the message is empty")
         if len(content) > c.MAX_CONTENT:
             raise _bad(f"the message is longer than {c.MAX_CONTENT} characters")
-        return content
+        return content, out
 
-    def _at(self, target: str, group: int | None) -> str:
-        if target == "all":
-            return "@全体成员 "
-        name = target
+    def _reply_to_bus(self, seg: Segment) -> Segment:
+        # A bot quotes by the face's int32 id: the upstream knows the message by its bus id.
+        found = self._ids.find(as_int(seg.data.get("id")))
+        if found is None:
+            return seg
+        return Segment(type="reply", data={**seg.data, "id": str(found.bus_id)})
+
+    def _name(self, target: str, group: int | None) -> str:
         if group is not None and target.isdigit():
             g = self._replica.book.find_group(uid=group)
             m = self._replica.book.find_member(g, uid=int(target)) if g else None
             if m is not None:
-                name = m.card or m.name
-        return f"@{name} "
+                return m.card or m.name
+        return target
 
     async def _send(self, cmd: c.SendFriendMessage | c.SendGroupMessage) -> Json:
         body = await self._call(cmd)
@@ -264,14 +267,22 @@ class Actions:
     async def send_private_msg(self, params: Mapping[str, Any]) -> Json:
         """``send_private_msg``: a friend by QQ number."""
         uid = number(params, "user_id")
-        content = self._content(message_segments(params), None)
-        return await self._send(c.SendFriendMessage(uid=uid, content=content))
+        content, segments = self._message(message_segments(params), None)
+        try:
+            cmd = c.SendFriendMessage(uid=uid, content=content, segments=segments)
+        except ValueError as exc:
+            raise _bad(f"the message cannot be sent: {exc}") from exc
+        return await self._send(cmd)
 
     async def send_group_msg(self, params: Mapping[str, Any]) -> Json:
         """``send_group_msg``: a group by number."""
         gid = number(params, "group_id")
-        content = self._content(message_segments(params), gid)
-        return await self._send(c.SendGroupMessage(uid=gid, content=content))
+        content, segments = self._message(message_segments(params), gid)
+        try:
+            cmd = c.SendGroupMessage(uid=gid, content=content, segments=segments)
+        except ValueError as exc:
+            raise _bad(f"the message cannot be sent: {exc}") from exc
+        return await self._send(cmd)
 
     async def send_msg(self, params: Mapping[str, Any]) -> Json:
         """``send_msg``: private or group, by ``message_type`` or by which id is given."""
