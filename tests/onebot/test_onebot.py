@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.core import commands as c
+from bridge.core.events import Segment
 from bridge.upstream.onebot.account import OneBotAccount
 from tests.fake_onebot import SELF_ID, FakeOneBot, failed
 from tests.onebot.conftest import OB, onebot_settings
@@ -426,6 +427,33 @@ async def test_sends_map_to_onebot_actions(ob: OB):
         "id": None,
         "status": "discuss not found",
     }
+
+
+async def test_sends_with_segments_go_out_as_the_array_given(ob: OB):
+    segments = [
+        Segment(type="reply", data={"id": "77"}),
+        Segment(type="image", data={"file": "base64://AAAA", "cache": True}),
+        Segment(type="text", data={"text": "[微笑] as text"}),
+    ]
+    cmd = c.SendGroupMessage(uid=67890, content="[图片][微笑] as text", segments=segments)
+    reply = await ob.call(cmd)
+    assert reply["code"] == 0
+    a = await ob.fake.next_action("send_group_msg")
+    assert a["params"] == {
+        "group_id": 67890,
+        "message": [
+            {"type": "reply", "data": {"id": "77"}},
+            {"type": "image", "data": {"file": "base64://AAAA", "cache": True}},
+            {"type": "text", "data": {"text": "[微笑] as text"}},
+        ],
+    }
+    sent = await ob.event(lambda b: b.get("post_type") == "send_message")
+    assert sent["content"] == "[图片][微笑] as text"
+    assert sent["segments"] == a["params"]["message"]
+    friend = [Segment(type="record", data={"file": "v.amr"})]
+    await ob.call(c.SendFriendMessage(uid=7891234, content="[语音]", segments=friend))
+    a = await ob.fake.next_action("send_private_msg")
+    assert a["params"]["message"] == [{"type": "record", "data": {"file": "v.amr"}}]
 
 
 async def test_kick_and_shutup(ob: OB):
