@@ -247,6 +247,11 @@ FAILURES: list[tuple[str, dict[str, Any], int]] = [
     ),
     ("send_group_msg", {"group_id": 30003, "message": "[CQ:forward,id=1]"}, 100),
     ("send_group_msg", {"group_id": 30003, "message": "[CQ:reply,id=555]"}, 1400),
+    (
+        "send_group_msg",
+        {"group_id": 30003, "message": [{"type": "image", "data": {"k" * 65: "x"}}]},
+        1400,
+    ),
     ("send_group_msg", {"group_id": 30003, "message": "[CQ:face,id=14]" * 101}, 1400),
     ("send_msg", {"message_type": "discuss", "message": "x"}, 1400),
     ("set_group_ban", {"group_id": 1, "user_id": 2, "duration": -1}, 1400),

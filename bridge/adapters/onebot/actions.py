@@ -264,25 +264,30 @@ class Actions:
             raise ActionError(RETCODE_FAILED, f"{rep.status} (code {rep.code}) {info}".strip())
         return {"message_id": MessageIds.to_onebot(rep.id or 0)}
 
-    async def send_private_msg(self, params: Mapping[str, Any]) -> Json:
-        """``send_private_msg``: a friend by QQ number."""
-        uid = number(params, "user_id")
-        content, segments = self._message(message_segments(params), None)
+    async def _send_message(
+        self,
+        params: Mapping[str, Any],
+        kind: type[c.SendFriendMessage | c.SendGroupMessage],
+        target: int,
+        group: int | None,
+    ) -> Json:
+        content, segments = self._message(message_segments(params), group)
         try:
-            cmd = c.SendFriendMessage(uid=uid, content=content, segments=segments)
-        except ValueError as exc:
+            cmd = kind(uid=target, content=content, segments=segments)
+        except ValueError as exc:  # a bound of the send command (data too long, ...)
             raise _bad(f"the message cannot be sent: {exc}") from exc
         return await self._send(cmd)
+
+    async def send_private_msg(self, params: Mapping[str, Any]) -> Json:
+        """``send_private_msg``: a friend by QQ number."""
+        return await self._send_message(
+            params, c.SendFriendMessage, number(params, "user_id"), None
+        )
 
     async def send_group_msg(self, params: Mapping[str, Any]) -> Json:
         """``send_group_msg``: a group by number."""
         gid = number(params, "group_id")
-        content, segments = self._message(message_segments(params), gid)
-        try:
-            cmd = c.SendGroupMessage(uid=gid, content=content, segments=segments)
-        except ValueError as exc:
-            raise _bad(f"the message cannot be sent: {exc}") from exc
-        return await self._send(cmd)
+        return await self._send_message(params, c.SendGroupMessage, gid, gid)
 
     async def send_msg(self, params: Mapping[str, Any]) -> Json:
         """``send_msg``: private or group, by ``message_type`` or by which id is given."""
