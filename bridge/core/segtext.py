@@ -33,17 +33,23 @@ PLACEHOLDERS = {
 }
 
 
-def as_int(value: Any, default: int = 0) -> int:
-    """An integer from a JSON number or a numeric string; ``default`` otherwise."""
+def parse_int(value: Any) -> int | None:
+    """An integer from a JSON number or a decimal string (not a boolean); None otherwise."""
     if isinstance(value, bool):
-        return default
+        return None
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value.strip())
-    return default
+    return None
+
+
+def as_int(value: Any, default: int = 0) -> int:
+    """An integer from a JSON number or a numeric string; ``default`` otherwise."""
+    parsed = parse_int(value)
+    return default if parsed is None else parsed
 
 
 def as_str(value: Any) -> str:

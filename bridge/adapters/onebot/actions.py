@@ -30,7 +30,7 @@ from bridge.core import commands as c
 from bridge.core import cqcode
 from bridge.core.events import Segment
 from bridge.core.model import Group, GroupMember
-from bridge.core.segtext import as_int, content_of
+from bridge.core.segtext import as_int, content_of, parse_int
 from bridge.errors import BridgeError, NoRoute, RpcTimeout
 
 log = logging.getLogger(__name__)
@@ -84,15 +84,10 @@ def number(params: Mapping[str, Any], key: str, default: int | None = None) -> i
         if default is not None:
             return default
         raise _bad(f"parameter {key} is required")
-    if isinstance(value, bool):
+    parsed = parse_int(value)
+    if parsed is None:
         raise _bad(f"parameter {key} must be a number, not {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise _bad(f"parameter {key} must be a number, not {value!r}")
+    return parsed
 
 
 def flag(params: Mapping[str, Any], key: str, *, default: bool) -> bool:
