@@ -120,6 +120,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         Literal["debug", "info", "warning", "error"],
         Meta(description="debug, info, warning or error"),
     ] = "info"
+    log_format: Annotated[
+        Literal["text", "json"],
+        Meta(description="text, or json: one JSON object a line (time, level, logger, ...)"),
+    ] = "text"
+    metrics: Annotated[
+        bool, Meta(description="count Prometheus metrics (/metrics) (true/false)")
+    ] = True
+    metrics_listen: Annotated[
+        str | None,
+        Meta(description="host:port of the bridge's /metrics, /healthz, /readyz; unset: off"),
+    ] = None
     idempotency_hours: Annotated[
         float, Meta(gt=0, le=87600, description="how long a command's message_id is remembered")
     ] = 168.0
@@ -465,6 +476,8 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         _check_amqp_urls(s.amqp_url, where("amqp_url"))
     for field in ("sim_listen", "listen", "onebot_listen"):
         parse_hostport(getattr(s, field), field, where(field))
+    if s.metrics_listen is not None:
+        parse_hostport(s.metrics_listen, "metrics_listen", where("metrics_listen"))
     if not s.onebot_url.startswith(("ws://", "wss://")):
         msg = (
             f"setting 'onebot_url' ({where('onebot_url')}): {_shown('onebot_url', s.onebot_url)}"

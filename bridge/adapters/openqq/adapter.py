@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import sys
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -28,7 +29,17 @@ from bridge.bus.topology import declare_exchanges
 from bridge.config import Settings, parse_hostport
 from bridge.core import commands as c
 from bridge.core.routing import Names
+from bridge.metrics import OFF, Metrics
 from bridge.netutil import start_site
+from bridge.status import (
+    AccountTracker,
+    BusAccount,
+    Observer,
+    QueueDepths,
+    Readiness,
+    bus_connected,
+    first_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +48,8 @@ RECORDABLE_PREFIXES = ("new_", "lose_")
 RECORDABLE_SUFFIX = "_property_change"
 MAX_LINE = 64 * 1024
 MAX_FIELD = 16 * 1024
+#: Seconds between two reads of the queue depths for the metrics.
+DEPTH_EVERY = 10.0
 
 
 def is_loopback(host: str) -> bool:
@@ -53,16 +66,45 @@ class OpenqqAdapter:
     """Runs the Openqq HTTP API for one account."""
 
     def __init__(
-        self, bus: Bus, names: Names, opts: Settings, *, post_api_retry_wait: float = 0.5
+        self,
+        bus: Bus,
+        names: Names,
+        opts: Settings,
+        *,
+        post_api_retry_wait: float = 0.5,
+        metrics: Metrics = OFF,
+        state: Callable[[], str | None] = lambda: None,
+        ready: Readiness = lambda: None,
     ) -> None:
         self.bus = bus
         self.names = names
         self.opts = opts
+        self.metrics = metrics
         self._post_api_retry_wait = post_api_retry_wait
         self.rpc = RpcClient(bus, names)
         self.replica = ContactReplica(self.rpc, opts.account, timeout=opts.rpc_timeout)
         self.buffer = EventBuffer(opts.check_event_list_max_size)
-        self.api = OpenqqApi(self.rpc, self.replica, self.buffer, opts)
+        self.tracker = AccountTracker(opts.account)
+        post_api_queue = f"{names.prefix}.{opts.account}.post_api" if opts.post_api else None
+        self.depths = QueueDepths(bus, names, opts.account, post_api_queue)
+        self.observer = Observer(
+            metrics,
+            first_reason(self._ready, ready),
+            lambda: [BusAccount(self.tracker, self.depths, state=self._state)],
+            title=f"openqq-bridge {opts.namespace}",
+        )
+        self._bridge_state = state
+        self.api = OpenqqApi(
+            self.rpc, self.replica, self.buffer, opts, observer=self.observer, metrics=metrics
+        )
+        self._depth_loop: asyncio.Task[None] | None = None
+        account = opts.account
+        metrics.probe("openqq_check_event_waiters", (account,), self.buffer.waiting)
+        metrics.probe(
+            "openqq_post_api_backlog", (account,), lambda: self.depths.last.get("post_api") or 0
+        )
+        for queue in self.depths.wanted():
+            metrics.probe("openqq_queue_messages", (account, queue), self._depth_of(queue))
         self.forwarder: PostApiForwarder | None = None
         self._intake: Subscription | None = None
         self._runner: web.AppRunner | None = None
@@ -75,6 +117,34 @@ class OpenqqAdapter:
             and (n.startswith(RECORDABLE_PREFIXES) or n.endswith(RECORDABLE_SUFFIX))
         )
         self._stdout_events = frozenset(opts.post_event_list if opts.post_event else ())
+
+    def _depth_of(self, queue: str) -> Callable[[], float]:
+        return lambda: self.depths.last.get(queue) or 0
+
+    def _ready(self) -> str | None:
+        if not bus_connected(self.bus):
+            return "broker connection down"
+        if not self.replica.ready.is_set():
+            return (
+                f"contacts of account {self.opts.account} not loaded yet (is its bridge running?)"
+            )
+        return None
+
+    def _state(self) -> str | None:
+        # In `run` the bridge says; an adapter alone knows the state from the events it saw,
+        # and a loaded replica means the bridge answered queries, so it was running.
+        known = self._bridge_state()
+        if known is not None:
+            return known
+        if self.tracker.state == "unknown" and self.replica.ready.is_set():
+            return "running"
+        return None
+
+    async def _refresh_depths(self) -> None:
+        # For the queue gauges; the status page asks on its own (cached).
+        while True:
+            await self.depths.get()
+            await asyncio.sleep(DEPTH_EVERY)
 
     async def start(self) -> None:
         """Subscribe, start the RPC client, post_api, poll_api, then listen."""
@@ -91,10 +161,13 @@ class OpenqqAdapter:
                 self.opts,
                 self._cast,
                 retry_wait=self._post_api_retry_wait,
+                metrics=self.metrics,
             )
             await self.forwarder.start()
         if self.opts.poll_api:
             self._poll = asyncio.get_running_loop().create_task(self._poll_loop(self.opts.poll_api))
+        if self.metrics.enabled:
+            self._depth_loop = asyncio.get_running_loop().create_task(self._refresh_depths())
         await self._listen()
 
     async def _listen(self) -> None:
@@ -128,9 +201,10 @@ class OpenqqAdapter:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._poll is not None:
-            self._poll.cancel()
-            await asyncio.gather(self._poll, return_exceptions=True)
+        for task in (self._poll, self._depth_loop):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.forwarder is not None:
             await self.forwarder.stop()
         if self._intake is not None:
@@ -146,6 +220,7 @@ class OpenqqAdapter:
         await d.ack()
         kind = d.type or ".".join(d.routing_key.split(".")[:2])
         self.replica.on_event(kind, d.body)
+        self.tracker.on_event(kind, d.body)
         post_type, _, name = kind.partition(".")
         message = post_type in ("receive_message", "send_message")
         if message or name in self._recorded:
