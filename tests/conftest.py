@@ -22,6 +22,7 @@ from bridge.clientfiles import ClientFiles
 from bridge.config import Settings
 from bridge.core.commands import QUEUE_KINDS
 from bridge.core.routing import Names
+from bridge.metrics import OFF, Metrics
 from bridge.service import Bridge
 from bridge.store import CommandRecord
 from bridge.upstream.sim import SimSettings, SimulatedAccount
@@ -150,6 +151,7 @@ async def running_bridge(
     tmp_path: Path,
     *,
     record: CommandRecord | None = None,
+    metrics: Metrics = OFF,
     **options: object,
 ) -> AsyncIterator[tuple[Bridge, SimulatedAccount]]:
     """A bridge with a simulated account (control endpoint on a free port), running."""
@@ -165,6 +167,7 @@ async def running_bridge(
         record=record,
         files=ClientFiles(tmp_path, ACCOUNT),
         control_delay=0.05,
+        metrics=metrics,
     )
     task = asyncio.create_task(bridge.run())
     try:
@@ -179,12 +182,12 @@ async def running_bridge(
 
 @asynccontextmanager
 async def running_adapter(
-    bus: Bus, ns: str, *, wait_replica: bool = True, **options: object
+    bus: Bus, ns: str, *, wait_replica: bool = True, metrics: Metrics = OFF, **options: object
 ) -> AsyncIterator[OpenqqAdapter]:
     """An Openqq HTTP adapter on a free port, talking to ``ns`` over ``bus``."""
     retry_wait = float(options.pop("post_api_retry_wait", 0.5))  # type: ignore[arg-type]
     opts = Settings(account=ACCOUNT, listen="127.0.0.1:0", **options)  # type: ignore[arg-type]
-    adapter = OpenqqAdapter(bus, Names(ns), opts, post_api_retry_wait=retry_wait)
+    adapter = OpenqqAdapter(bus, Names(ns), opts, post_api_retry_wait=retry_wait, metrics=metrics)
     await adapter.start()
     try:
         if wait_replica:
