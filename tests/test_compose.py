@@ -93,8 +93,7 @@ def test_prometheus_scrapes_bridge_adapter_controller_and_grafana_is_provisioned
     bridge_port = services["bridge"]["environment"]["OPENQQ_METRICS_LISTEN"].rsplit(":", 1)[1]
     assert jobs["bridge"] == [f"bridge:{bridge_port}"]
     assert jobs["adapter"] == ["adapter:5000"]
-    mounts = {v.split(":")[0] for v in services["prometheus"]["volumes"]}
-    assert "./prometheus.yml" in mounts
+    assert "./prometheus.yml" in {v.split(":")[0] for v in services["prometheus"]["volumes"]}
     mounts = {v.split(":")[0]: v.split(":")[1] for v in services["grafana"]["volumes"]}
     assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
     dashboards = yaml.safe_load(
