@@ -127,6 +127,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     metrics: Annotated[
         bool, Meta(description="count Prometheus metrics (/metrics) (true/false)")
     ] = True
+    status_accounts: Annotated[
+        list[str],
+        Meta(description="more accounts of the namespace the adapter's /status shows"),
+    ] = []
     metrics_listen: Annotated[
         str | None,
         Meta(description="host:port of the bridge's /metrics, /healthz, /readyz; unset: off"),
@@ -346,7 +350,7 @@ def _shown(field: str, value: object) -> str:
     return repr(value)
 
 
-_LISTS = frozenset({"post_event_list", "onebot_risk_retcodes"})
+_LISTS = frozenset({"post_event_list", "onebot_risk_retcodes", "status_accounts"})
 
 
 def env_name(field: str) -> str:
@@ -470,6 +474,13 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
             msg = (
                 f"setting {field!r} ({where(field)}): {value!r} must be 1-64 letters,"
                 " digits, '_' or '-' (it becomes part of routing keys)"
+            )
+            raise ConfigError(msg)
+    for value in s.status_accounts:
+        if not valid_name(value):
+            msg = (
+                f"setting 'status_accounts' ({where('status_accounts')}): {value!r} must be 1-64"
+                " letters, digits, '_' or '-' (an account name)"
             )
             raise ConfigError(msg)
     if s.amqp_url is not None:

@@ -355,7 +355,7 @@ img.qr{width:160px;height:160px;image-rendering:pixelated;border:1px solid #ccc}
 "use strict";
 const esc = s => String(s ?? "").replace(/[&<>"']/g,
   c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\\"":"&quot;","'":"&#39;"}[c]));
-const num = v => (v === null || v === undefined) ? "?" : String(v);
+const num = v => (v === null || v === undefined) ? "—" : String(v);
 function render(data) {
   document.getElementById("meta").textContent =
     `${data.ready} · updated ${new Date(data.time * 1000).toLocaleTimeString()}`;

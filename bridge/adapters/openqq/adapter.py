@@ -9,6 +9,7 @@ adapters can run for one account; post_api delivery stays ordered (single active
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import sys
@@ -29,9 +30,11 @@ from bridge.bus.topology import declare_exchanges
 from bridge.config import Settings, parse_hostport
 from bridge.core import commands as c
 from bridge.core.routing import Names
+from bridge.errors import BridgeError
 from bridge.metrics import OFF, Metrics
 from bridge.netutil import start_site
 from bridge.status import (
+    AccountStatus,
     AccountTracker,
     BusAccount,
     Observer,
@@ -48,6 +51,8 @@ RECORDABLE_PREFIXES = ("new_", "lose_")
 RECORDABLE_SUFFIX = "_property_change"
 MAX_LINE = 64 * 1024
 MAX_FIELD = 16 * 1024
+#: Seconds between two questions to the bridge of a status_accounts entry of unknown state.
+ASK_EVERY = 10.0
 #: Seconds between two reads of the queue depths for the metrics.
 DEPTH_EVERY = 10.0
 
@@ -60,6 +65,26 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class OtherAccount(BusAccount):
+    """A status_accounts entry: whether its bridge answers tells ``running`` before events do."""
+
+    def __init__(self, tracker: AccountTracker, depths: QueueDepths, rpc: RpcClient) -> None:
+        super().__init__(tracker, depths)
+        self._rpc = rpc
+        self._asked = float("-inf")
+
+    async def status(self) -> AccountStatus:
+        """The account now."""
+        now = asyncio.get_running_loop().time()
+        if self.tracker.state == "unknown" and now - self._asked > ASK_EVERY:
+            self._asked = now
+            # A bridge serves commands only while its account is running.
+            with contextlib.suppress(BridgeError, ConnectionError):
+                await self._rpc.call(self.tracker.account, c.GetClientInfo(), timeout=1.0)
+                self.tracker.state = "running"
+        return await super().status()
 
 
 class OpenqqAdapter:
@@ -87,10 +112,19 @@ class OpenqqAdapter:
         self.tracker = AccountTracker(opts.account)
         post_api_queue = f"{names.prefix}.{opts.account}.post_api" if opts.post_api else None
         self.depths = QueueDepths(bus, names, opts.account, post_api_queue)
+        #: The accounts the status page shows: this one, then ``status_accounts``.
+        self.accounts: dict[str, BusAccount] = {
+            opts.account: BusAccount(self.tracker, self.depths, state=self._state)
+        }
+        for other in opts.status_accounts:
+            if other not in self.accounts:
+                self.accounts[other] = OtherAccount(
+                    AccountTracker(other), QueueDepths(bus, names, other, None), self.rpc
+                )
         self.observer = Observer(
             metrics,
             first_reason(self._ready, ready),
-            lambda: [BusAccount(self.tracker, self.depths, state=self._state)],
+            lambda: list(self.accounts.values()),
             title=f"openqq-bridge {opts.namespace}",
         )
         self._bridge_state = state
@@ -151,7 +185,8 @@ class OpenqqAdapter:
         await declare_exchanges(self.bus, self.names)
         await self.rpc.start()
         queue = await self.bus.declare_queue("", exclusive=True, auto_delete=True)
-        await self.bus.bind(queue, self.names.events, f"*.*.{self.opts.account}")
+        for account in self.accounts:
+            await self.bus.bind(queue, self.names.events, f"*.*.{account}")
         self._intake = await self.bus.consume(queue, self._on_event, prefetch=1000)
         self.replica.reload()
         if self.opts.post_api:
@@ -219,6 +254,13 @@ class OpenqqAdapter:
     async def _on_event(self, d: Delivery) -> None:
         await d.ack()
         kind = d.type or ".".join(d.routing_key.split(".")[:2])
+        account = d.routing_key.rpartition(".")[2]
+        if account != self.opts.account:
+            # Another account of status_accounts: only its status page entry.
+            other = self.accounts.get(account)
+            if other is not None:
+                other.tracker.on_event(kind, d.body)
+            return
         self.replica.on_event(kind, d.body)
         self.tracker.on_event(kind, d.body)
         post_type, _, name = kind.partition(".")
