@@ -211,3 +211,31 @@ async def test_readyz_names_the_reason_on_the_bridge_port():
         assert (await client.get("/metrics")).status == 200
         assert (await client.get("/openqq/send")).status == 404
     await asyncio.sleep(0)
+
+
+async def test_command_outcomes_duplicate_and_dead_lettered(stack: Stack, ns: str):
+    from bridge.bus.base import OutMessage
+    from bridge.core import commands as c
+    from bridge.core.routing import Names
+
+    rpc = stack.adapter.rpc
+    cmd = c.SendGroupMessage(uid=67890, content="once")
+    await rpc.call(ACCOUNT, cmd, timeout=10, message_id="dup-1")
+    await rpc.call(ACCOUNT, cmd, timeout=10, message_id="dup-1")
+    await stack.adapter.bus.publish(
+        Names(ns).commands,
+        f"send.{ACCOUNT}",
+        OutMessage(body=b"{not json", message_id="bad-1"),
+        mandatory=True,
+    )
+    async with asyncio.timeout(10):
+        while stack.bridge.server.dead_lettered < 1:
+            await asyncio.sleep(0.01)
+    _, text = await stack.get("/metrics", access_token="s3cret")
+    a = {"account": ACCOUNT}
+    assert sample(text, "openqq_commands_total", kind="send_group_message", outcome="ok", **a) == 1
+    assert (
+        sample(text, "openqq_commands_total", kind="send_group_message", outcome="duplicate", **a)
+        == 1
+    )
+    assert sample(text, "openqq_commands_total", kind="invalid", outcome="dead_lettered", **a) == 1
