@@ -52,7 +52,8 @@ from bridge.status import RECENT, Observer, bus_connected
 from bridge.store import CommandRecord, SqliteRecord
 from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.settings import OneBotSettings
-from bridge.upstream.sim import SimSettings, SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
+from bridge.upstream.sim.settings import SimSettings
 
 log = logging.getLogger("bridge")
 

@@ -23,8 +23,9 @@ from bridge import __version__
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core import events as ev
+from bridge.core import messages as msgs
 from bridge.core.contacts import ContactBook
-from bridge.core.model import Group, GroupMember, basic, display_name
+from bridge.core.model import Group, GroupMember, basic
 from bridge.core.pacing import KeyedLocks, Pacer
 from bridge.core.ports import SendOutcome, Upstream
 from bridge.errors import ActionFailed, UpstreamUnavailable
@@ -191,22 +192,23 @@ class Executor:
         await done
         return c.SendReply(code=out.code, id=out.msg_id, info=out.info, status=status_of(out))
 
-    def _sent(self, out: SendOutcome, origin: str) -> dict[str, Any]:
+    def _sent(
+        self, out: SendOutcome, origin: c.Origin, name: str | None = None
+    ) -> tuple[msgs.Report, msgs.Party]:
+        """The report of a send and its sender: the account (under ``name`` in a group)."""
         user = self.contacts.user
         assert user is not None
-        return {
-            "id": out.msg_id,
-            "time": out.time,
-            "content": out.content,
-            "code": out.code,
-            "info": out.info,
-            "ttl": out.ttl,
-            "msg": status_of(out),
-            "from_": origin,
-            "sender": user.name,
-            "sender_id": user.id,
-            "sender_uid": user.uid,
-        }
+        report = msgs.Report(
+            id=out.msg_id,
+            time=out.time,
+            content=out.content,
+            code=out.code,
+            info=out.info,
+            ttl=out.ttl,
+            msg=status_of(out),
+            from_=origin,
+        )
+        return report, msgs.of_user(user, name)
 
     async def _send(
         self,
@@ -228,12 +230,7 @@ class Executor:
                     ("friend", f.id),
                     handover,
                     lambda: up.send_friend(f, content),
-                    lambda out: ev.SentFriendMessage(
-                        **self._sent(out, cmd.from_),
-                        receiver=display_name(f),
-                        receiver_id=f.id,
-                        receiver_uid=f.uid,
-                    ),
+                    lambda out: msgs.sent_friend(*self._sent(out, cmd.from_), msgs.of_friend(f)),
                 )
             case c.SendGroupMessage():
                 g = book.find_group(
@@ -247,11 +244,8 @@ class Executor:
                     ("group", g.id),
                     handover,
                     lambda: up.send_group(g, content),
-                    lambda out: ev.SentGroupMessage(
-                        **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
-                        group=display_name(g),
-                        group_id=g.id,
-                        group_uid=g.uid,
+                    lambda out: msgs.sent_group(
+                        *self._sent(out, cmd.from_, book.own_name_in(g)), g
                     ),
                 )
             case c.SendDiscussMessage():
@@ -264,9 +258,7 @@ class Executor:
                     ("discuss", d.id),
                     handover,
                     lambda: up.send_discuss(d, content),
-                    lambda out: ev.SentDiscussMessage(
-                        **self._sent(out, cmd.from_), discuss=d.name, discuss_id=d.id
-                    ),
+                    lambda out: msgs.sent_discuss(*self._sent(out, cmd.from_), d),
                 )
 
     async def _send_sess(self, cmd: c.SendSessMessage, handover: Handover) -> c.SendReply:
@@ -285,15 +277,10 @@ class Executor:
                 ("sess", m.id),
                 handover,
                 lambda: up.send_sess(m, g, content),
-                lambda out: ev.SentSessMessage(
-                    **{**self._sent(out, cmd.from_), "sender": book.own_name_in(g)},
-                    receiver=book.member_name(m),
-                    receiver_id=m.id,
-                    receiver_uid=m.uid,
-                    via="group",
-                    group=display_name(g),
-                    group_id=g.id,
-                    group_uid=g.uid,
+                lambda out: msgs.sent_sess(
+                    *self._sent(out, cmd.from_, book.own_name_in(g)),
+                    msgs.Party(book.member_name(m), m.id, m.uid),
+                    g,
                 ),
             )
         if cmd.discuss_id is not None:
@@ -311,14 +298,8 @@ class Executor:
                 ("sess", int(dm.id)),
                 handover,
                 lambda: up.send_sess(dm, d, content),
-                lambda out: ev.SentSessMessage(
-                    **self._sent(out, cmd.from_),
-                    receiver=dm.name,
-                    receiver_id=int(dm.id),
-                    receiver_uid=dm.uid,
-                    via="discuss",
-                    discuss=d.name,
-                    discuss_id=d.id,
+                lambda out: msgs.sent_sess(
+                    *self._sent(out, cmd.from_), msgs.of_discuss_member(dm), d
                 ),
             )
         return c.SendReply(code=105, id=None, status="discuss member or group member  not found")

@@ -25,7 +25,8 @@ from bridge.core.routing import Names
 from bridge.metrics import OFF, Metrics
 from bridge.service import Bridge
 from bridge.store import CommandRecord
-from bridge.upstream.sim import SimSettings, SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
+from bridge.upstream.sim.settings import SimSettings
 from tests.fakes import WebhookRecorder
 from tests.proxy import TcpProxy
 

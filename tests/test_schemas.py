@@ -12,7 +12,7 @@ from bridge import schemagen
 from bridge.core import commands as c
 from bridge.core import events as ev
 from bridge.core.codec import encode
-from bridge.upstream.world import default_world
+from bridge.upstream.sim.world import default_world
 
 ROOT = Path(__file__).resolve().parent.parent / "schemas"
 

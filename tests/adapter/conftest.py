@@ -16,7 +16,7 @@ from bridge.bus.memory import MemoryBus
 from bridge.bus.topology import declare_exchanges
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.upstream.sim import SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
 from tests.conftest import api_url, running_adapter, running_bridge
 
 

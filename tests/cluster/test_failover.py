@@ -21,7 +21,7 @@ from yarl import URL
 
 from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus
-from bridge.upstream.sim import SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
 from tests.cluster.rabbit import Cluster
 from tests.conftest import api_url, running_adapter, running_bridge, sim_url
 from tests.fakes import WebhookRecorder

@@ -21,7 +21,8 @@ from bridge.core.routing import Names
 from bridge.errors import BufferFull
 from bridge.service import Bridge
 from bridge.store import SqliteRecord
-from bridge.upstream.sim import SimSettings, SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
+from bridge.upstream.sim.settings import SimSettings
 from tests.conftest import ACCOUNT, running_bridge, sim_url
 
 

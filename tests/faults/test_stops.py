@@ -11,7 +11,8 @@ from bridge.clientfiles import ClientFiles
 from bridge.config import Settings
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.upstream.sim import SimSettings, SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
+from bridge.upstream.sim.settings import SimSettings
 from tests.adapter.conftest import subscribe_all
 from tests.conftest import ACCOUNT
 

@@ -18,7 +18,7 @@ from bridge.bus.lease import BrokerLease
 from bridge.bus.record import StreamRecord
 from bridge.core.routing import Names
 from bridge.service import Bridge
-from bridge.upstream.sim import SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
 from tests.conftest import ACCOUNT
 from tests.ha.common import events_queue, ha_bridge, inject_message
 from tests.proxy import TcpProxy

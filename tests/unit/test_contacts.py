@@ -5,7 +5,7 @@ import msgspec
 from bridge.core import events as ev
 from bridge.core.contacts import ContactBook
 from bridge.core.model import Friend, Group, GroupMember, basic
-from bridge.upstream.world import default_world
+from bridge.upstream.sim.world import default_world
 
 T = TypeVar("T")
 

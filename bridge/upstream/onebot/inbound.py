@@ -15,8 +15,8 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from bridge.core import events as ev
-from bridge.core.contacts import member_name
-from bridge.core.model import Friend, GroupMember, display_name, member_display
+from bridge.core import messages as msgs
+from bridge.core.model import Friend, GroupMember, member_display
 from bridge.upstream.onebot.book import Book
 from bridge.upstream.onebot.errors import BadFrame
 from bridge.upstream.onebot.frames import (
@@ -83,11 +83,14 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
     segments = (
         segments_of(f.message) if f.message not in (None, "", []) else parse_cq(f.raw_message)
     )
-    common: dict[str, Any] = {
-        "id": f.message_id,
-        "time": seconds(f.time) or int(time.time()),
-        "segments": segments,
-    }
+    at = seconds(f.time) or int(time.time())
+
+    def said(content: str) -> msgs.Said:
+        return msgs.Said(f.message_id, at, content, segments)
+
+    def outer(content: str) -> msgs.Report:
+        return msgs.Report(f.message_id, at, content, **_OUTER, segments=segments)
+
     me = book.user
     if f.message_type == "group":
         group = book.group(f.group_id)
@@ -98,16 +101,10 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
 
         content = content_of(segments, name_of)
         if sent:
-            return ev.SentGroupMessage(
-                **common,
-                content=content,
-                **_OUTER,
-                sender=book.member(group, me.uid or 0).card or me.name,
-                sender_id=me.id,
-                sender_uid=me.uid,
-                group=display_name(group),
-                group_id=group.id,
-                group_uid=group.uid,
+            return msgs.sent_group(
+                outer(content),
+                msgs.of_user(me, book.member(group, me.uid or 0).card or me.name),
+                group,
             )
         s = f.sender
         if f.anonymous is not None and f.anonymous.name:
@@ -117,64 +114,28 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
             id=f.user_id, uid=f.user_id, name=s.nickname or str(f.user_id), card=s.card or None
         )
         m = from_frame if f.anonymous is not None else book.member(group, f.user_id, from_frame)
-        mine = next((x for x in group.member if x.uid == me.uid), None)
-        return ev.ReceivedGroupMessage(
-            **common,
-            content=content,
-            sender=member_name(m, book.friends),
-            sender_id=m.id,
-            sender_uid=m.uid,
-            receiver=member_display(mine) if mine else me.name,
-            receiver_id=me.id,
-            receiver_uid=me.uid,
-            group=display_name(group),
-            group_id=group.id,
-            group_uid=group.uid,
+        return msgs.received_group(
+            said(content),
+            msgs.of_member(m, book.friends),
+            msgs.of_user(me, msgs.own_name_in(group, me)),
+            group,
         )
     content = content_of(segments)
     if sent:
         peer = book.friend(f.target_id or f.user_id)
-        return ev.SentFriendMessage(
-            **common,
-            content=content,
-            **_OUTER,
-            sender=me.name,
-            sender_id=me.id,
-            sender_uid=me.uid,
-            receiver=display_name(peer),
-            receiver_id=peer.id,
-            receiver_uid=peer.uid,
-        )
+        return msgs.sent_friend(outer(content), msgs.of_user(me), msgs.of_friend(peer))
     uid = f.user_id
     friend = book.friend(uid, f.sender.nickname)
     if f.sub_type == "group":
         gid = f.group_id or f.sender.group_id or f.temp_source
-        extra: dict[str, Any] = {}
-        if gid and gid != UNKNOWN_TEMP_GROUP:
-            group = book.group(gid)
-            extra = {"group": display_name(group), "group_id": group.id, "group_uid": group.uid}
-        return ev.ReceivedSessMessage(
-            **common,
-            content=content,
-            sender=f.sender.nickname or friend.name,
-            sender_id=uid,
-            sender_uid=uid,
-            receiver=me.name,
-            receiver_id=me.id,
-            receiver_uid=me.uid,
-            via="group",
-            **extra,
+        via = book.group(gid) if gid and gid != UNKNOWN_TEMP_GROUP else None
+        return msgs.received_sess(
+            said(content),
+            msgs.Party(f.sender.nickname or friend.name, uid, uid),
+            msgs.of_user(me),
+            via,
         )
-    return ev.ReceivedFriendMessage(
-        **common,
-        content=content,
-        sender=display_name(friend),
-        sender_id=friend.id,
-        sender_uid=friend.uid,
-        receiver=me.name,
-        receiver_id=me.id,
-        receiver_uid=me.uid,
-    )
+    return msgs.received_friend(said(content), msgs.of_friend(friend), msgs.of_user(me))
 
 
 def lookup_for(f: OBNotice, book: Book) -> tuple[str, dict[str, Any]] | None:

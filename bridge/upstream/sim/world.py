@@ -2,17 +2,38 @@
 
 Names and numbers come from reference/openqq-api.md where they fit (小灰/123456,
 灰灰/456789, PERL学习交流/67890, Mojo-Webqq开发/552603, discuss 测试). Extra generated
-friends, groups and members make a large world for benchmarks.
+friends, groups and members make a large world for benchmarks. Lookups by id or uid raise
+NotFound (the control endpoint answers 404).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from bridge.core.model import Discuss, DiscussMember, Friend, Group, GroupMember, User
+from bridge.errors import BridgeError
 
 ME_ID = 4072574066
 ME_UID = 123456
+
+
+class NotFound(BridgeError, LookupError):
+    """An inject named a contact the account does not have."""
+
+
+_C = TypeVar("_C", Friend, Group, GroupMember, Discuss, DiscussMember)
+
+
+def _pick(items: Iterable[_C], oid: object, uid: int | None, what: str, missing: str) -> _C:
+    """The first contact whose given id and uid (at least one) both match; NotFound else."""
+    if oid is not None or uid is not None:
+        for item in items:
+            if oid in (None, item.id) and uid in (None, getattr(item, "uid", None)):
+                return item
+    msg = f"{what} {uid if uid is not None else oid} {missing}"
+    raise NotFound(msg)
 
 
 @dataclass
@@ -23,6 +44,29 @@ class World:
     friends: dict[int, Friend] = field(default_factory=dict)
     groups: dict[int, Group] = field(default_factory=dict)
     discusses: dict[int, Discuss] = field(default_factory=dict)
+
+    # Lookups by id or uid (at least one given; both must match): NotFound else.
+    def group(self, gid: int | None, guid: int | None) -> Group:
+        """A group of the account."""
+        return _pick(self.groups.values(), gid, guid, "group", "not found")
+
+    @staticmethod
+    def member(group: Group, mid: int | None, muid: int | None) -> GroupMember:
+        """A member of ``group``."""
+        return _pick(group.member, mid, muid, "member", f"not in group {group.uid}")
+
+    def friend(self, fid: int | None, fuid: int | None) -> Friend:
+        """A friend of the account."""
+        return _pick(self.friends.values(), fid, fuid, "friend", "not found")
+
+    def discuss(self, did: int) -> Discuss:
+        """A discuss group of the account."""
+        return _pick(self.discusses.values(), did, None, "discuss", "not found")
+
+    @staticmethod
+    def discuss_member(d: Discuss, mid: str | None, muid: int | None) -> DiscussMember:
+        """A member of discuss group ``d``."""
+        return _pick(d.member, mid, muid, "member", f"not in discuss {d.id}")
 
 
 def default_world(
