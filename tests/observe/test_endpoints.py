@@ -21,7 +21,7 @@ from bridge.core import events as ev
 from bridge.logfmt import JsonFormatter
 from bridge.metrics import Metrics
 from bridge.service import Bridge
-from bridge.upstream.sim import SimulatedAccount
+from bridge.upstream.sim.account import SimulatedAccount
 from tests.conftest import ACCOUNT, api_url, running_adapter, running_bridge, sim_url
 
 
