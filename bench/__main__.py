@@ -24,7 +24,7 @@ PARTS = ("ingest", "sends", "reads", "latency", "scale")
 EXTRA_PARTS = ("metrics",)
 
 
-async def run(parts: list[str], seconds: float, quick: bool) -> list[Result]:
+async def run(parts: list[str], seconds: float, quick: bool, rounds: int = 3) -> list[Result]:
     results: list[Result] = []
     for part in parts:
         t0 = time.perf_counter()
@@ -38,7 +38,7 @@ async def run(parts: list[str], seconds: float, quick: bool) -> list[Result]:
         elif part == "latency":
             results += await latency.run(seconds, rate=100 if quick else 500)
         elif part == "metrics":
-            results += await metrics_cost.run(seconds, rounds=1 if quick else 3)
+            results += await metrics_cost.run(seconds, rounds=1 if quick else rounds)
         elif part == "scale":
             results += await (scale.run(10, 20, 50) if quick else scale.run())
         print(f"# {part} took {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
@@ -89,6 +89,9 @@ def main() -> int:
         default="on",
         help="Prometheus metrics in the processes (default on; the part 'metrics' compares)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the part 'metrics' (default 3)"
+    )
     args = parser.parse_args()
     if args.metrics == "off":
         common.DEFAULTS["metrics"] = "false"
@@ -97,7 +100,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     seconds = 1.0 if args.quick else args.seconds
-    print(report(asyncio.run(run(parts, seconds, args.quick))))
+    print(report(asyncio.run(run(parts, seconds, args.quick, args.rounds))))
     return 0
 
 
