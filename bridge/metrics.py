@@ -180,6 +180,15 @@ class Metrics:
             ("account", "direction"),
         )
         self._typed: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: prometheus-client's lookup takes a lock each time."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def event_children(self, account: str, kind: str) -> tuple[Counter, Counter, Counter]:
         """(published, confirmed, refused) of one account and event type, cached."""

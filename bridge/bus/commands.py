@@ -160,8 +160,8 @@ class CommandServer:
 
     def _count(self, name: str, outcome: str, start: float) -> None:
         m = self._metrics
-        m.commands.labels(self._account, name, outcome).inc()
-        m.command_seconds.labels(self._account, name).observe(time.perf_counter() - start)
+        m.child(m.commands, self._account, name, outcome).inc()
+        m.child(m.command_seconds, self._account, name).observe(time.perf_counter() - start)
 
     async def _handle(self, d: Delivery) -> None:
         start = time.perf_counter()

@@ -64,7 +64,7 @@ class OpenqqApi:
         self.buffer = buffer
         self.opts = options
         self.observer = observer
-        self._requests = metrics.http_requests
+        self._metrics = metrics
 
     # --- transport ------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -92,7 +92,8 @@ class OpenqqApi:
             response = await self._observe(request, self.observer)
         else:
             response, endpoint = await self._dispatch(request)
-        self._requests.labels(self.opts.account, endpoint, str(response.status)).inc()
+        m = self._metrics
+        m.child(m.http_requests, self.opts.account, endpoint, str(response.status)).inc()
         return response
 
     async def _observe(self, request: web.Request, observer: Observer) -> web.Response:

@@ -443,14 +443,15 @@ class OneBotAccount:
         if link is None or link.closed:
             msg = "not connected to OneBot"
             raise NotConnected(msg)
+        m = self._metrics
         start = time.perf_counter()
         try:
             data = await link.call(action, params)
         except Exception:
-            self._metrics.onebot_action_failures.labels(self._account, action).inc()
+            m.child(m.onebot_action_failures, self._account, action).inc()
             raise
         finally:
-            self._metrics.onebot_action_seconds.labels(self._account, action).observe(
+            m.child(m.onebot_action_seconds, self._account, action).observe(
                 time.perf_counter() - start
             )
         return data
