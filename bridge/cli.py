@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,7 @@ from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
 from bridge.bus.lease import BrokerLease
 from bridge.bus.memory import MemoryBus
+from bridge.bus.presence import PresenceAnnouncer
 from bridge.bus.record import StreamRecord
 from bridge.bus.topology import declare_account, declare_exchanges
 from bridge.clientfiles import ClientFiles
@@ -34,11 +36,15 @@ from bridge.config import (
     allowed_range,
     cluster_advice,
     env_name,
+    load_accounts,
     load_settings,
     parse_hostport,
     unknown_variables,
 )
+from bridge.controller.run import Controller
+from bridge.core.events import Event, StateChange
 from bridge.core.ports import Upstream
+from bridge.core.presence import PRESENCE_INTERVAL, Presence
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
 from bridge.executor import active_id
@@ -71,6 +77,9 @@ commands:
            embedded in-memory bus: works on a fresh machine with nothing else
   bridge   the bridge alone, on RabbitMQ (AMQP_URL required); one process per account
   adapter  the Openqq HTTP API alone, on RabbitMQ (AMQP_URL required); run any number
+  controller
+           the Controller API of Mojo::Webqq on RabbitMQ (AMQP_URL required): starts and
+           supervises one bridge per account, serves every account with client=NAME
   declare  declare the namespace's exchanges and the account's command and dead-letter
            queues on RabbitMQ, then exit (commands sent before the bridge first runs wait)
   schemas  write (or --check) the JSON Schemas, AsyncAPI and OpenAPI documents
@@ -113,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "bridge and HTTP API in one process (embedded bus without AMQP_URL)"),
         ("bridge", "the bridge alone, on RabbitMQ"),
         ("adapter", "the Openqq HTTP API alone, on RabbitMQ"),
+        ("controller", "the Controller API: many accounts behind one endpoint, on RabbitMQ"),
         ("declare", "declare the exchanges and the account's queues on RabbitMQ, then exit"),
     ):
         sub.add_parser(
@@ -159,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"openqq-bridge: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(getattr(args, "config", None))
-        if args.cmd in ("bridge", "adapter", "declare") and not settings.amqp_url:
+        accounts = load_accounts(getattr(args, "config", None)) if args.cmd == "controller" else {}
+        if args.cmd in ("bridge", "adapter", "declare", "controller") and not settings.amqp_url:
             msg = (
                 f"setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge {args.cmd}`;"
                 " `openqq-bridge run` uses the embedded bus"
@@ -170,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     _setup_logging(settings.log_level, settings.log_format, settings.account)
     try:
-        return asyncio.run(serve(settings, args.cmd))
+        return asyncio.run(serve(settings, args.cmd, accounts=accounts))
     except KeyboardInterrupt:
         return 0
 
@@ -216,6 +227,30 @@ def make_upstream(
     )
 
 
+def _presence(
+    settings: Settings, files: ClientFiles, current: list[Bridge], *, ended: bool
+) -> Presence | None:
+    """What the bridge announces on the bus (bridge.core.presence); None while standby."""
+    if not current or not (ended or current[0].role.holds()):
+        return None
+    bridge = current[0]
+    bound = getattr(bridge.upstream, "bound", None)
+    sim = f"{bound[0]}:{bound[1]}" if settings.upstream == "sim" and bound else None
+    return Presence(
+        account=settings.account,
+        # A bridge whose run() returned is stopped, whatever the upstream said last.
+        state="stop" if ended else bridge.state,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        start_time=files.start_time,
+        version=__version__,
+        upstream=settings.upstream,
+        interval=PRESENCE_INTERVAL,
+        sim_listen=sim,
+        tmpdir=str(files.dir),
+    )
+
+
 async def _connect(settings: Settings, role: str) -> Bus:
     if not settings.amqp_url:
         log.info("AMQP_URL unset: using the embedded in-memory bus")
@@ -231,9 +266,13 @@ async def _connect(settings: Settings, role: str) -> Bus:
     )
 
 
-async def serve(settings: Settings, role: str = "run") -> int:
+async def serve(
+    settings: Settings, role: str = "run", *, accounts: dict[str, dict[str, str]] | None = None
+) -> int:
     """Run the role until SIGINT/SIGTERM (or stop_client); return the exit code."""
     try:
+        if role == "controller":
+            return await _serve_controller(settings, accounts or {})
         if role == "adapter":
             await _serve_adapter(settings)
         elif role == "declare":
@@ -263,6 +302,24 @@ async def _declare(settings: Settings) -> None:
         )
     finally:
         await bus.close()
+
+
+async def _serve_controller(settings: Settings, accounts: dict[str, dict[str, str]]) -> int:
+    bus = await _connect(settings, "controller")
+    controller = Controller(bus, settings, accounts, metrics=make_metrics(settings))
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    try:
+        await controller.start()
+        await stop.wait()
+        log.info("stopping the controller (its bridges keep running)")
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return EXIT_RUNNING
+    finally:
+        await controller.stop()
+        await bus.close()
+    return 0
 
 
 def _on_signals(stop: Callable[[], None]) -> None:
@@ -335,6 +392,8 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
         return EXIT_RUNNING
     bus: Bus | None = None
     adapter: OpenqqAdapter | None = None
+    announcer: PresenceAnnouncer | None = None
+    ended = asyncio.Event()
     record: CommandRecord | None = None
     observed: web.AppRunner | None = None
     metrics = make_metrics(settings)
@@ -364,6 +423,20 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
                 b.request_stop()
 
         _on_signals(stop)
+        announcer = PresenceAnnouncer(
+            bus, names, lambda: _presence(settings, files, current, ended=ended.is_set())
+        )
+
+        def observe(event: Event) -> None:
+            if settings.show_message:
+                show(event)
+            if isinstance(event, StateChange):
+                assert announcer is not None
+                announcer.changed()
+
+        # Presence goes to the events exchange: it must exist before the first one.
+        await declare_exchanges(bus, names)
+        announcer.start()
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.
             adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
@@ -381,7 +454,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
                 record=record,
                 role=role,
                 files=files,
-                show=show if settings.show_message else None,
+                show=observe,
                 metrics=metrics,
             )
             current[:] = [bridge]
@@ -396,6 +469,9 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await adapter.forwarder.drain(bridge.stop_reports)
         log.info("stopped")
     finally:
+        ended.set()
+        if announcer is not None:
+            await announcer.stop()
         if adapter is not None:
             await adapter.stop()
         if observed is not None:

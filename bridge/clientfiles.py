@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +28,32 @@ from bridge.core.codec import encode
 from bridge.errors import AlreadyRunning, ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def lock_pid_file(path: Path, held: Callable[[str], str]) -> IO[str]:
+    """Lock ``path`` (flock) and write our pid into it; keep the file open to hold the lock.
+
+    AlreadyRunning with the message ``held(other pid)`` when a live process holds it; a file
+    left by a dead one does not block (its lock died with it).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("a+")
+    except OSError as exc:
+        msg = f"setting 'tmpdir': cannot use {path.parent}: {exc.strerror or exc}"
+        raise ConfigError(msg) from exc
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        fh.seek(0)
+        other = fh.read().strip() or "?"
+        fh.close()
+        raise AlreadyRunning(held(other)) from exc
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
 
 
 class ClientFiles:
@@ -44,28 +71,13 @@ class ClientFiles:
 
     def lock(self) -> None:
         """Take the pid file; AlreadyRunning if another live bridge holds it."""
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fh = self.pid_path.open("a+")
-        except OSError as exc:
-            msg = f"setting 'tmpdir': cannot use {self.dir}: {exc.strerror or exc}"
-            raise ConfigError(msg) from exc
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            fh.seek(0)
-            other = fh.read().strip() or "?"
-            fh.close()
-            msg = (
+        self._pid_fh = lock_pid_file(
+            self.pid_path,
+            lambda other: (
                 f"another bridge (pid {other}) is already running for account"
                 f" {self.account!r} (pid file {self.pid_path})"
-            )
-            raise AlreadyRunning(msg) from exc
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._pid_fh = fh
+            ),
+        )
 
     def release(self) -> None:
         """Remove the pid and QR code files and drop the lock (at exit)."""

@@ -257,6 +257,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     poll_interval: Annotated[
         float, Meta(gt=0, le=86400, description="seconds between poll_api requests")
     ] = 5.0
+    controller_listen: Annotated[
+        str, Meta(description="host:port of the Controller API (openqq-bridge controller)")
+    ] = "127.0.0.1:4000"
+    backend_start_port: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=65535,
+            description="first port of the per-account APIs the controller serves (n-th: +n)",
+        ),
+    ] = 5000
 
     def __repr__(self) -> str:
         """Like the default, with the broker password hidden."""
@@ -394,22 +405,122 @@ def parse_hostport(value: str, setting: str, where: str | None = None) -> tuple[
     return host, int(port)
 
 
+#: The TOML table of accounts the controller starts at launch (``[accounts.NAME]``).
+ACCOUNTS_TABLE = "accounts"
+#: Settings one account of a controller may set for itself (``[accounts.NAME]``,
+#: ``start_client`` parameters); every other setting is the controller's for all accounts.
+PER_ACCOUNT = frozenset(
+    {
+        "log_level",
+        "show_message",
+        "upstream",
+        "onebot_url",
+        "onebot_token",
+        "onebot_mode",
+        "onebot_listen",
+        "onebot_path",
+        "onebot_action_timeout",
+        "onebot_risk_retcodes",
+        "onebot_self_id",
+        "onebot_lookup_timeout",
+        "onebot_input_status",
+        "sim_listen",
+        "sim_login_delay",
+        "sim_friends",
+        "sim_groups",
+        "sim_members",
+        "send_interval",
+        "send_interval_per_target",
+        "post_api",
+    }
+)
+
+
+def per_account_error(name: str) -> str | None:
+    """Why ``name`` cannot be set for one account of a controller, or None if it can."""
+    if name in PER_ACCOUNT:
+        return None
+    if name in HELP:
+        return (
+            f"setting {name!r} is the controller's, the same for every account;"
+            f" per account only: {', '.join(sorted(PER_ACCOUNT))}"
+        )
+    return f"unknown setting {name!r}" + _did_you_mean(_closest(name, PER_ACCOUNT))
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with Path(path).open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        msg = f"config file {path}: {exc.strerror or exc}"
+        raise ConfigError(msg) from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"config file {path}: not valid TOML: {exc}"
+        raise ConfigError(msg) from exc
+
+
+def load_accounts(path: str | Path | None) -> dict[str, dict[str, str]]:
+    """The ``[accounts.NAME]`` tables of the TOML file: account -> per-account settings.
+
+    Values come back as text, as environment variables carry them; ConfigError for a bad
+    account name or a setting that is unknown or not per-account.
+    """
+    if path is None:
+        return {}
+    tables = _read_toml(path).get(ACCOUNTS_TABLE, {})
+    if not isinstance(tables, dict):
+        msg = f"config file {path}: '{ACCOUNTS_TABLE}' must be tables [accounts.NAME]"
+        raise ConfigError(msg)
+    out: dict[str, dict[str, str]] = {}
+    for account, table in tables.items():
+        where = f"config file {path}: [{ACCOUNTS_TABLE}.{account}]"
+        if not valid_name(account):
+            msg = f"{where}: the account name must be 1-64 letters, digits, '_' or '-'"
+            raise ConfigError(msg)
+        if not isinstance(table, dict):
+            msg = f"{where} must be a table of settings"
+            raise ConfigError(msg)
+        values: dict[str, str] = {}
+        for key, value in table.items():
+            problem = per_account_error(key)
+            if problem:
+                msg = f"{where}: {problem}"
+                raise ConfigError(msg)
+            values[key] = as_text(value)
+        out[account] = values
+    return out
+
+
+def as_text(value: object) -> str:
+    """A setting's value as its environment variable carries it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(as_text(v) for v in value)
+    return str(value)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce ``settings`` (unset ones left out)."""
+    env = {}
+    for field in HELP:
+        value = getattr(settings, field)
+        if value is not None and value != "":
+            env[env_name(field)] = as_text(value)
+    return env
+
+
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Defaults < TOML file < environment. Raises ConfigError naming the setting."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     origin: dict[str, str] = {}
     if path is not None:
-        try:
-            with Path(path).open("rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            msg = f"config file {path}: {exc.strerror or exc}"
-            raise ConfigError(msg) from exc
-        except tomllib.TOMLDecodeError as exc:
-            msg = f"config file {path}: not valid TOML: {exc}"
-            raise ConfigError(msg) from exc
-        for key, value in data.items():
+        for key, value in _read_toml(path).items():
+            # [accounts.NAME] tables: read and checked by load_accounts (the controller).
+            if key == ACCOUNTS_TABLE:
+                continue
             if key not in HELP:
                 hint = _did_you_mean(_closest(key, HELP))
                 msg = f"config file {path}: unknown setting {key!r}{hint}"
@@ -485,7 +596,7 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
             raise ConfigError(msg)
     if s.amqp_url is not None:
         _check_amqp_urls(s.amqp_url, where("amqp_url"))
-    for field in ("sim_listen", "listen", "onebot_listen"):
+    for field in ("sim_listen", "listen", "onebot_listen", "controller_listen"):
         parse_hostport(getattr(s, field), field, where(field))
     if s.metrics_listen is not None:
         parse_hostport(s.metrics_listen, "metrics_listen", where("metrics_listen"))

@@ -214,6 +214,11 @@ class Metrics:
         """Stop reporting a gauge's series (its owner stopped)."""
         self._probes.sources[name] = [s for s in self._probes.sources[name] if s[0] != labels]
 
+    def forget_account(self, account: str) -> None:
+        """Stop reporting every gauge of ``account`` (the controller dropped it)."""
+        for name, sources in self._probes.sources.items():
+            self._probes.sources[name] = [s for s in sources if s[0][:1] != (account,)]
+
     def state_probe(self, account: str, state: Callable[[], str]) -> None:
         """openqq_upstream_state for an account: 1 on its current state."""
         for name in STATES:

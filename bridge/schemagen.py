@@ -19,6 +19,7 @@ from bridge import __version__
 from bridge.adapters.openqq.openapi import openapi
 from bridge.core.commands import COMMAND_TYPES, REPLY_TYPES, command_name
 from bridge.core.events import EVENT_TYPES
+from bridge.core.presence import PRESENCE_KIND, Presence
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 REF = "#/components/schemas/{name}"
@@ -87,7 +88,7 @@ def asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the exchanges, queues and routing keys."""
     event_types = list(EVENT_TYPES.values())
     (_, components) = msgspec.json.schema_components(
-        [*event_types, *COMMAND_TYPES], ref_template=REF
+        [*event_types, *COMMAND_TYPES, Presence], ref_template=REF
     )
 
     def exchange(name: str) -> dict[str, Any]:
@@ -122,6 +123,14 @@ def asyncapi() -> dict[str, Any]:
             "contentType": "application/json",
             "payload": {"$ref": REF.format(name=cmd.__name__)},
         }
+    messages["presence_bridge"] = {
+        "name": PRESENCE_KIND,
+        "title": PRESENCE_KIND,
+        "summary": _doc(Presence),
+        "contentType": "application/json",
+        "payload": {"$ref": REF.format(name="Presence")},
+        "bindings": {"amqp": {"messageType": PRESENCE_KIND, "bindingVersion": "0.3.0"}},
+    }
     channels: dict[str, Any] = {
         "events": {
             "address": "{post_type}.{type}.{account}",
@@ -139,7 +148,7 @@ def asyncapi() -> dict[str, Any]:
             "messages": {
                 k: {"$ref": f"#/components/messages/{k}"}
                 for k in messages
-                if not k.startswith("command_")
+                if not k.startswith(("command_", "presence_"))
             },
             "bindings": {
                 "amqp": {
@@ -173,6 +182,26 @@ def asyncapi() -> dict[str, Any]:
                 }
             },
         }
+    channels["presence"] = {
+        "address": f"{PRESENCE_KIND}.{{account}}",
+        "description": (
+            "Presence of the bridges on topic exchange <namespace>.events: the active bridge"
+            " of each account publishes one at start, on every state change, every `interval`"
+            " seconds and once with state stop when it stops (standbys are silent);"
+            " non-persistent, expiring after three intervals. The first word keeps it out of"
+            " message and event bindings (receive_message.#, event.*.*); bind"
+            " presence.bridge.* to learn the accounts of a namespace (the controller does)."
+        ),
+        "parameters": {"account": params["account"]},
+        "messages": {"presence_bridge": {"$ref": "#/components/messages/presence_bridge"}},
+        "bindings": {
+            "amqp": {
+                "is": "routingKey",
+                "exchange": exchange("<namespace>.events"),
+                "bindingVersion": "0.3.0",
+            }
+        },
+    }
     channels["post_api"] = {
         "address": "{post_type}.{type}.{account}",
         "description": (
@@ -226,6 +255,11 @@ def asyncapi() -> dict[str, Any]:
             "summary": "The bridge publishes every upstream message and event, confirmed.",
         }
     }
+    operations["publishPresence"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/presence"},
+        "summary": "Every bridge announces its account, state and host.",
+    }
     for kind in ("send", "kick", "shutup", "query", "control"):
         operations[f"consume_{kind}"] = {
             "action": "receive",
@@ -253,6 +287,13 @@ def asyncapi() -> dict[str, Any]:
 def generate() -> dict[str, bytes]:
     """Every file of schemas/, by relative path."""
     files = {path: _dump(s) for path, s in {**event_schemas(), **command_schemas()}.items()}
+    files["presence/bridge.json"] = _dump(
+        _schema(
+            Presence,
+            PRESENCE_KIND,
+            f"Body of {PRESENCE_KIND}.<account> on <namespace>.events: {_doc(Presence)}",
+        )
+    )
     files["asyncapi.json"] = _dump(asyncapi())
     files["openapi.json"] = _dump(openapi())
     return files

@@ -153,20 +153,21 @@ async def running_bridge(
     *,
     record: CommandRecord | None = None,
     metrics: Metrics = OFF,
+    account: str = ACCOUNT,
     **options: object,
 ) -> AsyncIterator[tuple[Bridge, SimulatedAccount]]:
     """A bridge with a simulated account (control endpoint on a free port), running."""
     sim = SimulatedAccount(
         SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / "qr.png")
     )
-    opts = Settings(account=ACCOUNT, **options)  # type: ignore[arg-type]
+    opts = Settings(account=account, **options)  # type: ignore[arg-type]
     bridge = Bridge(
         bus,
         Names(ns),
         sim,
         opts,
         record=record,
-        files=ClientFiles(tmp_path, ACCOUNT),
+        files=ClientFiles(tmp_path, account),
         control_delay=0.05,
         metrics=metrics,
     )

@@ -12,6 +12,7 @@ from bridge import schemagen
 from bridge.core import commands as c
 from bridge.core import events as ev
 from bridge.core.codec import encode
+from bridge.core.presence import Presence
 from bridge.upstream.sim.world import default_world
 
 ROOT = Path(__file__).resolve().parent.parent / "schemas"
@@ -80,6 +81,20 @@ def test_real_bodies_validate_against_their_schemas():
         "replies/send_group_message.json", c.SendReply(code=101, id=None, status="group not found")
     )
     validate("commands/send_group_message.json", c.SendGroupMessage(uid=67890, content="hi"))
+    validate(
+        "presence/bridge.json",
+        Presence(
+            account="bot1",
+            state="running",
+            host="h",
+            pid=1,
+            start_time=2,
+            version="0",
+            upstream="sim",
+            interval=10.0,
+            sim_listen="127.0.0.1:5001",
+        ),
+    )
 
 
 def test_bad_bodies_are_rejected_by_the_schemas():
@@ -100,6 +115,7 @@ def test_asyncapi_lists_every_channel_and_message():
         "commands_control",
         "dead",
         "post_api",
+        "presence",
     }
     messages = doc["components"]["messages"]
     assert {m["name"] for m in messages.values()} >= set(ev.EVENT_TYPES)

@@ -254,12 +254,17 @@ def _case(stem: str, name: str) -> dict[str, Any]:
 def test_array_and_string_formats_give_the_same_segments(pair: tuple[str, str, str]):  # [12]
     stem, array_name, string_name = pair
     array, string = _case(stem, array_name), _case(stem, string_name)
-    if "lost" in (array["notes"] + string["notes"]).lower():
-        pytest.skip("the implementation loses data in one format (fixture notes)")
     a = only(translate(array["frame"], book()), ev._Message)
     s = only(translate(string["frame"], book()), ev._Message)
-    assert a.content == s.content
     assert [x.type for x in a.segments] == [x.type for x in s.segments]
+    if "lost" in (array["notes"] + string["notes"]).lower():
+        # The implementation itself loses the data in its string format (fixture notes: Lagrange's
+        # bare [CQ:file], LLOneBot's rows=[object Object]): the array form keeps it all, and the
+        # string form is the same segment with less, never something else.
+        assert all(x.data for x in a.segments)
+        assert a.segments != s.segments, "the fixture note says data is lost: is it stale?"
+        return
+    assert a.content == s.content
     # What the string format carries is what the array format says, value and type.
     for x, y in zip(a.segments, s.segments, strict=True):
         assert {k: x.data.get(k) for k in y.data} == y.data

@@ -165,14 +165,15 @@ class OpenqqAdapter:
         return None
 
     def _state(self) -> str | None:
-        # In `run` the bridge says; an adapter alone knows the state from the events it saw,
-        # and a loaded replica means the bridge answered queries, so it was running.
+        # The state_change events this adapter saw, in order, say it best. Before the first
+        # one: what the owner says (the bridge in `run`, the controller's registry), else a
+        # loaded replica means the bridge answered queries, so the account was running.
+        if self.tracker.state != "unknown":
+            return None
         known = self._bridge_state()
         if known is not None:
             return known
-        if self.tracker.state == "unknown" and self.replica.ready.is_set():
-            return "running"
-        return None
+        return "running" if self.replica.ready.is_set() else None
 
     async def _refresh_depths(self) -> None:
         # For the queue gauges; the status page asks on its own (cached).

@@ -75,15 +75,7 @@ class OpenqqApi:
         return app
 
     def _authorized(self, params: Params, request: web.Request) -> bool:
-        token = self.opts.access_token
-        if not token:
-            return True
-        given = last(params, "access_token")
-        header = request.headers.get("Authorization", "")
-        if given is None and header[:7].lower() == "bearer ":
-            given = header[7:].strip()
-        # Constant time: a timing difference must not reveal a prefix of the token.
-        return given is not None and hmac.compare_digest(given.encode(), token.encode())
+        return authorized(self.opts.access_token, params, request)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """Every request, counted by route name and status code."""
@@ -204,6 +196,18 @@ class OpenqqApi:
             return self.replica.book.find_group(**crit) is not None
         found = await self.call(c.SearchGroup(**crit))
         return found.startswith(b"[")
+
+
+def authorized(token: str | None, params: Params, request: web.Request) -> bool:
+    """Whether the request carries the access token (always, when there is none)."""
+    if not token:
+        return True
+    given = last(params, "access_token")
+    header = request.headers.get("Authorization", "")
+    if given is None and header[:7].lower() == "bearer ":
+        given = header[7:].strip()
+    # Constant time: a timing difference must not reveal a prefix of the token.
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
 
 async def _cors(_request: web.Request, response: web.StreamResponse) -> None:
