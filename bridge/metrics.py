@@ -228,17 +228,6 @@ class Metrics:
         """The text exposition format (empty when off)."""
         return b"" if self.registry is None else generate_latest(self.registry)
 
-    def names(self) -> set[str]:
-        """Every metric family name as scraped (counters with ``_total``)."""
-        if self.registry is None:
-            return set()
-        found: set[str] = set()
-        for family in self.registry.collect():
-            for sample in family.samples:
-                found.add(sample.name)
-            found.add(family.name)
-        return found
-
 
 def _is(state: Callable[[], str], name: str) -> Callable[[], float]:
     return lambda: float(state() == name)
