@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -12,37 +10,20 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from bridge.bus.memory import MemoryBus
-from bridge.config import Settings
-from bridge.controller.run import Controller
 from bridge.metrics import Metrics
 from tests.conftest import running_bridge, sim_url
+from tests.controller.test_controller_inprocess import controller
 from tests.observe.test_endpoints import sample
 from tests.observe.test_status_browser import accounts_in, browse, chromium
-from tests.procs import free_port
-
-
-@asynccontextmanager
-async def controller(tmp_path: Path, ns: str) -> AsyncIterator[Controller]:
-    bus = MemoryBus()
-    opts = Settings(
-        namespace=ns,
-        tmpdir=str(tmp_path),
-        controller_listen="127.0.0.1:0",
-        backend_start_port=free_port(),
-        access_token="s3cret",
-    )
-    ctl = Controller(bus, opts, {}, metrics=Metrics(CollectorRegistry()))
-    await ctl.start()
-    try:
-        yield ctl
-    finally:
-        await ctl.stop()
-        await bus.close()
 
 
 async def test_controller_status_shows_every_account(tmp_path: Path, ns: str):
     chromium()
-    async with controller(tmp_path, ns) as ctl, aiohttp.ClientSession() as session:
+    metrics = Metrics(CollectorRegistry())
+    async with (
+        controller(tmp_path, ns, metrics=metrics, access_token="s3cret") as ctl,
+        aiohttp.ClientSession() as session,
+    ):
         assert ctl.bound is not None
         base = f"http://{ctl.bound[0]}:{ctl.bound[1]}"
 
