@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -132,8 +133,12 @@ class RecentErrors(logging.Handler):
 
     def of(self, account: str, n: int = 5) -> list[str]:
         """The last ``n`` lines about ``account`` (by the record's account, or its text)."""
+        # The name as a word: account "a" is not in "bad data".
+        named = re.compile(rf"(?<![\w-]){re.escape(account)}(?![\w-])")
         found = [
-            line for who, line in self.lines if who == account or (who is None and account in line)
+            line
+            for who, line in self.lines
+            if who == account or (who is None and named.search(line))
         ]
         return found[-n:]
 

@@ -239,3 +239,23 @@ async def test_command_outcomes_duplicate_and_dead_lettered(stack: Stack, ns: st
         == 1
     )
     assert sample(text, "openqq_commands_total", kind="invalid", outcome="dead_lettered", **a) == 1
+
+
+def test_recent_errors_are_picked_by_account_name_as_a_word():
+    from bridge.status import RecentErrors
+
+    ring = RecentErrors()
+    log = logging.getLogger("test.recent")
+    log.addHandler(ring)
+    try:
+        log.warning("account a: broker gone")
+        log.warning("bad data, parse error")
+        log.warning("account abc: other")
+        log.warning("no account named", extra={"account": "a"})
+        log.info("not kept")
+    finally:
+        log.removeHandler(ring)
+    got = ring.of("a")
+    assert len(got) == 2
+    assert got[0].endswith("WARNING account a: broker gone")
+    assert got[1].endswith("WARNING no account named")
