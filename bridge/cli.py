@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bridge import __version__
+from bridge.adapters.onebot.face import OneBotFace
 from bridge.adapters.openqq.adapter import OpenqqAdapter
 from bridge.bus.amqp import AmqpBus, redact
 from bridge.bus.base import Bus
@@ -77,6 +78,8 @@ commands:
            embedded in-memory bus: works on a fresh machine with nothing else
   bridge   the bridge alone, on RabbitMQ (AMQP_URL required); one process per account
   adapter  the Openqq HTTP API alone, on RabbitMQ (AMQP_URL required); run any number
+  onebot   the OneBot v11 face for bots alone, on RabbitMQ (AMQP_URL required); `run`
+           serves it too when onebot_server_listen, _reverse or _post is set
   controller
            the Controller API of Mojo::Webqq on RabbitMQ (AMQP_URL required): starts and
            supervises one bridge per account, serves every account with client=NAME
@@ -122,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "bridge and HTTP API in one process (embedded bus without AMQP_URL)"),
         ("bridge", "the bridge alone, on RabbitMQ"),
         ("adapter", "the Openqq HTTP API alone, on RabbitMQ"),
+        ("onebot", "the OneBot v11 face for bots alone, on RabbitMQ"),
         ("controller", "the Controller API: many accounts behind one endpoint, on RabbitMQ"),
         ("declare", "declare the exchanges and the account's queues on RabbitMQ, then exit"),
     ):
@@ -169,8 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"openqq-bridge: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(getattr(args, "config", None))
+        if args.cmd == "onebot" and not onebot_face_wanted(settings):
+            msg = (
+                "`openqq-bridge onebot` needs onebot_server_listen"
+                " (OPENQQ_ONEBOT_SERVER_LISTEN), onebot_server_reverse or onebot_server_post"
+            )
+            raise ConfigError(msg)
         accounts = load_accounts(getattr(args, "config", None)) if args.cmd == "controller" else {}
-        if args.cmd in ("bridge", "adapter", "declare", "controller") and not settings.amqp_url:
+        roles_on_broker = ("bridge", "adapter", "declare", "controller", "onebot")
+        if args.cmd in roles_on_broker and not settings.amqp_url:
             msg = (
                 f"setting 'amqp_url' (AMQP_URL) is required by `openqq-bridge {args.cmd}`;"
                 " `openqq-bridge run` uses the embedded bus"
@@ -189,6 +200,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def make_metrics(settings: Settings) -> Metrics:
     """This process's metrics, on a registry of its own (off when ``metrics = false``)."""
     return Metrics(CollectorRegistry() if settings.metrics else None)
+
+
+def onebot_face_wanted(settings: Settings) -> bool:
+    """True when a OneBot face setting is set (listen, reverse URLs or POST URLs)."""
+    return bool(
+        settings.onebot_server_listen
+        or settings.onebot_server_reverse
+        or settings.onebot_server_post
+    )
 
 
 def make_upstream(
@@ -275,6 +295,8 @@ async def serve(
             return await _serve_controller(settings, accounts or {})
         if role == "adapter":
             await _serve_adapter(settings)
+        elif role == "onebot":
+            await _serve_onebot(settings)
         elif role == "declare":
             await _declare(settings)
         else:
@@ -364,6 +386,20 @@ async def _observe(listen: str, observer: Observer) -> web.AppRunner:
     return runner
 
 
+async def _serve_onebot(settings: Settings) -> None:
+    bus = await _connect(settings, "onebot")
+    face = OneBotFace(bus, Names(settings.namespace), settings)
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    try:
+        await face.start()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await face.stop()
+        await bus.close()
+
+
 def _record_and_role(settings: Settings, names: Names, bus: Bus) -> tuple[CommandRecord, Role]:
     """On RabbitMQ: the replicated record and the broker lease; embedded: SQLite, always active."""
     if isinstance(bus, AmqpBus):
@@ -392,6 +428,7 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
         return EXIT_RUNNING
     bus: Bus | None = None
     adapter: OpenqqAdapter | None = None
+    face: OneBotFace | None = None
     announcer: PresenceAnnouncer | None = None
     ended = asyncio.Event()
     record: CommandRecord | None = None
@@ -445,6 +482,9 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             )
             await declare_exchanges(bus, names)
             await adapter.start()
+            if onebot_face_wanted(settings):
+                face = OneBotFace(adapter_bus, names, settings)
+                await face.start()
         while True:
             bridge = Bridge(
                 bus,
@@ -469,6 +509,8 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await adapter.forwarder.drain(bridge.stop_reports)
         log.info("stopped")
     finally:
+        if face is not None:
+            await face.stop()
         ended.set()
         if announcer is not None:
             await announcer.stop()

@@ -257,6 +257,62 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     poll_interval: Annotated[
         float, Meta(gt=0, le=86400, description="seconds between poll_api requests")
     ] = 5.0
+    onebot_server_listen: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "host:port of the OneBot v11 face for bots (WebSocket /, /api, /event;"
+                " HTTP /<action>); unset: off"
+            )
+        ),
+    ] = None
+    onebot_server_token: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "access token bots must give the OneBot face (Bearer, Token or access_token);"
+                " sent as Bearer to reverse WebSocket URLs"
+            )
+        ),
+    ] = None
+    onebot_server_secret: Annotated[
+        str | None,
+        Meta(description="secret of the X-Signature (HMAC-SHA1) on OneBot HTTP POST events"),
+    ] = None
+    onebot_server_reverse: Annotated[
+        list[str],
+        Meta(
+            description=(
+                "reverse WebSocket URLs the OneBot face connects to, comma-separated;"
+                " name=URL gives the bot a durable queue, a bare URL gets live events only"
+            )
+        ),
+    ] = msgspec.field(default_factory=list)
+    onebot_server_post: Annotated[
+        list[str],
+        Meta(
+            description=(
+                "URLs the OneBot face POSTs events to, comma-separated; name=URL: durable"
+                " queue, bare URL: live events only"
+            )
+        ),
+    ] = msgspec.field(default_factory=list)
+    onebot_server_queue_max: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000_000,
+            description="events a named bot's queue keeps while it is away (oldest dropped)",
+        ),
+    ] = 10_000
+    onebot_server_queue_hours: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=8760,
+            description="hours an event waits in a named bot's queue before it is dropped",
+        ),
+    ] = 24.0
     controller_listen: Annotated[
         str, Meta(description="host:port of the Controller API (openqq-bridge controller)")
     ] = "127.0.0.1:4000"
@@ -274,7 +330,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         fields = {f: getattr(self, f) for f in self.__struct_fields__}
         if self.amqp_url:
             fields["amqp_url"] = brokerurls.redact(self.amqp_url)
-        for secret in ("access_token", "onebot_token"):
+        for secret in _SECRETS:
             if fields.get(secret):
                 fields[secret] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
@@ -315,8 +371,12 @@ _HINTS: dict[str, Any] = get_type_hints(Settings, include_extras=True)
 HELP: dict[str, str] = _descriptions()
 #: OPENQQ_* variables that are not settings but are used next to them (compose, tests).
 NOT_SETTINGS = frozenset({"OPENQQ_BROKER_PASSWORD", "OPENQQ_FAULT_DOWN_SECONDS"})
-_SECRETS = frozenset({"access_token", "onebot_token"})
-_URLS = frozenset({"onebot_url", "post_api", "poll_api"})
+_SECRETS = frozenset(
+    {"access_token", "onebot_token", "onebot_server_token", "onebot_server_secret"}
+)
+_URLS = frozenset(
+    {"onebot_url", "post_api", "poll_api", "onebot_server_reverse", "onebot_server_post"}
+)
 
 
 def allowed_range(field: str) -> str | None:
@@ -361,7 +421,15 @@ def _shown(field: str, value: object) -> str:
     return repr(value)
 
 
-_LISTS = frozenset({"post_event_list", "onebot_risk_retcodes", "status_accounts"})
+_LISTS = frozenset(
+    {
+        "post_event_list",
+        "onebot_risk_retcodes",
+        "onebot_server_reverse",
+        "onebot_server_post",
+        "status_accounts",
+    }
+)
 
 
 def env_name(field: str) -> str:
@@ -392,6 +460,14 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
                 + _did_you_mean(field and env_name(field))
             )
     return warnings
+
+
+def bot_target(entry: str) -> tuple[str | None, str]:
+    """A OneBot target entry as (bot name or None, URL): ``name=URL`` or a bare URL."""
+    head, sep, rest = entry.partition("=")
+    if sep and "://" not in head and valid_name(head):
+        return head, rest.strip()
+    return None, entry.strip()
 
 
 def parse_hostport(value: str, setting: str, where: str | None = None) -> tuple[str, int]:
@@ -617,6 +693,22 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
                 " must be an http:// or https:// URL"
             )
             raise ConfigError(msg)
+    if s.onebot_server_listen is not None:
+        parse_hostport(
+            s.onebot_server_listen, "onebot_server_listen", where("onebot_server_listen")
+        )
+    for field, schemes in (
+        ("onebot_server_reverse", ("ws://", "wss://")),
+        ("onebot_server_post", ("http://", "https://")),
+    ):
+        for entry in getattr(s, field):
+            url = bot_target(entry)[1]
+            if not url.startswith(schemes):
+                msg = (
+                    f"setting {field!r} ({where(field)}): {_shown(field, url)} must start with"
+                    f" {' or '.join(schemes)} (optionally name=URL)"
+                )
+                raise ConfigError(msg)
     unknown = [n for n in s.post_event_list if n not in EVENT_NAMES]
     if unknown:
         msg = (

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from bridge.adapters.openqq.adapter import OpenqqAdapter
-from bridge.bus.base import Delivery
+from bridge.bus.base import Bus, Delivery
 from bridge.bus.memory import MemoryBus
 from bridge.bus.topology import declare_exchanges
 from bridge.core.routing import Names
@@ -51,7 +51,7 @@ class Api:
         return r.body
 
 
-async def subscribe_all(bus: MemoryBus, ns: str) -> asyncio.Queue[Delivery]:
+async def subscribe_all(bus: Bus, ns: str) -> asyncio.Queue[Delivery]:
     names = Names(ns)
     await declare_exchanges(bus, names)
     q = await bus.declare_queue("", exclusive=True)
