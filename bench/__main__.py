@@ -1,5 +1,8 @@
 """Run the benchmarks: ``python -m bench [--quick] [--seconds N] [--parts ingest,sends,...]``.
 
+``--metrics off`` runs every process with ``metrics = false``; the part ``metrics`` measures
+ingest and sends with metrics on and off in the same run (it is not in the default parts).
+
 Each part measures our figure and its raw limit in the same run, on the same machine and
 broker, and prints the ratio. Needs RabbitMQ (AMQP_URL, default guest@127.0.0.1) and wrk.
 """
@@ -13,13 +16,15 @@ import platform
 import sys
 import time
 
-from bench import http, ingest, latency, scale
+from bench import common, http, ingest, latency, metrics_cost, scale
 from bench.common import Result
 
 PARTS = ("ingest", "sends", "reads", "latency", "scale")
+#: Parts run only when asked for.
+EXTRA_PARTS = ("metrics",)
 
 
-async def run(parts: list[str], seconds: float, quick: bool) -> list[Result]:
+async def run(parts: list[str], seconds: float, quick: bool, rounds: int = 3) -> list[Result]:
     results: list[Result] = []
     for part in parts:
         t0 = time.perf_counter()
@@ -32,6 +37,8 @@ async def run(parts: list[str], seconds: float, quick: bool) -> list[Result]:
             results += await http.reads(seconds)
         elif part == "latency":
             results += await latency.run(seconds, rate=100 if quick else 500)
+        elif part == "metrics":
+            results += await metrics_cost.run(seconds, rounds=1 if quick else rounds)
         elif part == "scale":
             results += await (scale.run(10, 20, 50) if quick else scale.run())
         print(f"# {part} took {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
@@ -72,15 +79,28 @@ def main() -> int:
         "--seconds", type=float, default=12.0, help="seconds per measurement (default 12)"
     )
     parser.add_argument(
-        "--parts", default=",".join(PARTS), help=f"comma-separated: {','.join(PARTS)}"
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated: {','.join(PARTS + EXTRA_PARTS)} (default: all but metrics)",
+    )
+    parser.add_argument(
+        "--metrics",
+        choices=("on", "off"),
+        default="on",
+        help="Prometheus metrics in the processes (default on; the part 'metrics' compares)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the part 'metrics' (default 3)"
     )
     args = parser.parse_args()
+    if args.metrics == "off":
+        common.DEFAULTS["metrics"] = "false"
     parts = [p for p in args.parts.split(",") if p]
-    unknown = set(parts) - set(PARTS)
+    unknown = set(parts) - set(PARTS) - set(EXTRA_PARTS)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     seconds = 1.0 if args.quick else args.seconds
-    print(report(asyncio.run(run(parts, seconds, args.quick))))
+    print(report(asyncio.run(run(parts, seconds, args.quick, args.rounds))))
     return 0
 
 

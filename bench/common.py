@@ -106,6 +106,10 @@ class Proc:
         return str(data.get("state"))
 
 
+#: Settings every started process gets (``--metrics off`` puts ``metrics = false`` here).
+DEFAULTS: dict[str, str] = {}
+
+
 def start(role: str, namespace: str, **settings: str) -> Proc:
     """Start ``openqq-bridge <role>`` with quiet output and its own ports and tmpdir."""
     tmpdir = Path(tempfile.mkdtemp(prefix="openqq-bench-"))
@@ -120,7 +124,7 @@ def start(role: str, namespace: str, **settings: str) -> Proc:
         OPENQQ_SIM_LISTEN=f"127.0.0.1:{free_port()}",
         OPENQQ_LISTEN=f"127.0.0.1:{free_port()}",
     )
-    env.update({f"OPENQQ_{k.upper()}": v for k, v in settings.items()})
+    env.update({f"OPENQQ_{k.upper()}": v for k, v in {**DEFAULTS, **settings}.items()})
     log = (tmpdir / "stderr.log").open("wb")
     popen = subprocess.Popen(
         [sys.executable, "-m", "bridge", role], env=env, stdout=subprocess.DEVNULL, stderr=log

@@ -95,6 +95,26 @@ def _kill(p: subprocess.Popen[bytes]) -> None:
         p.kill()
 
 
+async def our_sends(seconds: float, **settings: str) -> tuple[Wrk, CpuMeter]:
+    """wrk on send_group_message: adapter and bridge as separate processes."""
+    ns = new_namespace()
+    bridge = start("bridge", ns, **settings)
+    adapter = start("adapter", ns, **settings)
+    try:
+        await asyncio.to_thread(wait_running, bridge)
+        url = adapter.url("/openqq/send_group_message?uid=67890&content=bench")
+        await wait_http(adapter.url("/openqq/get_user_info"))
+        cpu = CpuMeter(adapter=adapter.pid, bridge=bridge.pid, broker=broker_pid())
+        cpu.start()
+        ours = await asyncio.to_thread(wrk, url, seconds)
+        cpu.stop()
+    finally:
+        await asyncio.to_thread(stop, adapter)
+        await asyncio.to_thread(stop, bridge)
+        await cleanup(ns)
+    return ours, cpu
+
+
 async def sends(seconds: float) -> list[Result]:
     # Limit first: aiohttp + one aio-pika round trip per request.
     ns = new_namespace()
@@ -115,22 +135,7 @@ async def sends(seconds: float) -> list[Result]:
         _kill(server)
         _kill(responder)
         await conn.close()
-    # Ours: adapter and bridge as separate processes.
-    ns = new_namespace()
-    bridge = start("bridge", ns)
-    adapter = start("adapter", ns)
-    try:
-        await asyncio.to_thread(wait_running, bridge)
-        url = adapter.url("/openqq/send_group_message?uid=67890&content=bench")
-        await wait_http(adapter.url("/openqq/get_user_info"))
-        cpu = CpuMeter(adapter=adapter.pid, bridge=bridge.pid, broker=broker_pid())
-        cpu.start()
-        ours = await asyncio.to_thread(wrk, url, seconds)
-        cpu.stop()
-    finally:
-        await asyncio.to_thread(stop, adapter)
-        await asyncio.to_thread(stop, bridge)
-        await cleanup(ns)
+    ours, cpu = await our_sends(seconds)
     notes = [
         f"errors: ours {ours.errors}, limit {raw.errors}",
         cpu.per_request(ours.rps * seconds),

@@ -80,10 +80,10 @@ async def limit(seconds: float, in_flight: int = 1000) -> float:
         await conn.close()
 
 
-async def bridge(seconds: float) -> float:
+async def bridge(seconds: float, **settings: str) -> float:
     """The bridge process with the simulated account generating as fast as it can."""
     ns = new_namespace()
-    proc = start("bridge", ns)
+    proc = start("bridge", ns, **settings)
     conn = await aio_pika.connect(AMQP_URL)
     try:
         await asyncio.to_thread(wait_running, proc)

@@ -17,6 +17,9 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
 from bridge import __version__
 from bridge.adapters.onebot.face import OneBotFace
 from bridge.adapters.openqq.adapter import OpenqqAdapter
@@ -46,9 +49,13 @@ from bridge.core.presence import PRESENCE_INTERVAL, Presence
 from bridge.core.routing import Names
 from bridge.errors import AlreadyRunning, BrokerUnavailable, ConfigError
 from bridge.executor import active_id
+from bridge.logfmt import JsonFormatter
+from bridge.metrics import Metrics
+from bridge.netutil import start_site
 from bridge.role import AlwaysActive, Role
 from bridge.service import Bridge
 from bridge.showmsg import show
+from bridge.status import RECENT, Observer, bus_connected
 from bridge.store import CommandRecord, SqliteRecord
 from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.settings import OneBotSettings
@@ -137,12 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, fmt: str = "text", account: str | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(account))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # The status page shows the last warnings and errors.
+    logging.basicConfig(level=level.upper(), handlers=[handler, RECENT], force=True)
     # aio-pika logs each reconnect attempt, with tracebacks from its close callbacks; the
     # bus logs "lost" and "restored" once each instead.
     logging.getLogger("aio_pika").setLevel(max(logging.ERROR, logging.getLogger().level))
@@ -181,11 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"openqq-bridge: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format, settings.account)
     try:
         return asyncio.run(serve(settings, args.cmd, accounts=accounts))
     except KeyboardInterrupt:
         return 0
+
+
+def make_metrics(settings: Settings) -> Metrics:
+    """This process's metrics, on a registry of its own (off when ``metrics = false``)."""
+    return Metrics(CollectorRegistry() if settings.metrics else None)
 
 
 def onebot_face_wanted(settings: Settings) -> bool:
@@ -197,7 +211,9 @@ def onebot_face_wanted(settings: Settings) -> bool:
     )
 
 
-def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
+def make_upstream(
+    settings: Settings, files: ClientFiles, metrics: Metrics | None = None
+) -> Upstream:
     """The upstream the settings select."""
     if settings.upstream == "onebot":
         return OneBotAccount(
@@ -212,7 +228,9 @@ def make_upstream(settings: Settings, files: ClientFiles) -> Upstream:
                 self_id=settings.onebot_self_id,
                 lookup_timeout=settings.onebot_lookup_timeout,
                 input_status=settings.onebot_input_status,
-            )
+            ),
+            metrics=metrics or Metrics(None),
+            account=settings.account,
         )
     listen = parse_hostport(settings.sim_listen, "sim_listen")
     return SimulatedAccount(
@@ -310,7 +328,7 @@ async def _declare(settings: Settings) -> None:
 
 async def _serve_controller(settings: Settings, accounts: dict[str, dict[str, str]]) -> int:
     bus = await _connect(settings, "controller")
-    controller = Controller(bus, settings, accounts)
+    controller = Controller(bus, settings, accounts, metrics=make_metrics(settings))
     stop = asyncio.Event()
     _on_signals(stop.set)
     try:
@@ -346,7 +364,9 @@ def _on_signals(stop: Callable[[], None]) -> None:
 
 async def _serve_adapter(settings: Settings) -> None:
     bus = await _connect(settings, "adapter")
-    adapter = OpenqqAdapter(bus, Names(settings.namespace), settings)
+    adapter = OpenqqAdapter(
+        bus, Names(settings.namespace), settings, metrics=make_metrics(settings)
+    )
     stop = asyncio.Event()
     _on_signals(stop.set)
     try:
@@ -356,6 +376,14 @@ async def _serve_adapter(settings: Settings) -> None:
     finally:
         await adapter.stop()
         await bus.close()
+
+
+async def _observe(listen: str, observer: Observer) -> web.AppRunner:
+    """Serve /metrics, /healthz, /readyz on ``metrics_listen``."""
+    host, port = parse_hostport(listen, "metrics_listen")
+    runner, bound = await start_site(observer.app(), host, port, "metrics_listen")
+    log.info("metrics and health on http://%s:%d/metrics", *bound)
+    return runner
 
 
 async def _serve_onebot(settings: Settings) -> None:
@@ -404,11 +432,27 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
     announcer: PresenceAnnouncer | None = None
     ended = asyncio.Event()
     record: CommandRecord | None = None
+    observed: web.AppRunner | None = None
+    metrics = make_metrics(settings)
+    current: list[Bridge] = []
+
+    def state() -> str | None:
+        return current[0].state if current else None
+
+    def ready() -> str | None:
+        if bus is None or not bus_connected(bus):
+            return "broker connection down"
+        now = state()
+        if now != "running":
+            return f"account {settings.account} is {now or 'starting'}, not running"
+        return None
+
     try:
         bus = await _connect(settings, "bridge")
         record, role = _record_and_role(settings, names, bus)
         stopping = asyncio.Event()
-        current: list[Bridge] = []
+        if settings.metrics_listen:
+            observed = await _observe(settings.metrics_listen, Observer(metrics, ready))
 
         def stop() -> None:
             stopping.set()
@@ -433,7 +477,9 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
         if with_adapter:
             # The adapter reaches the bridge only through the bus, even in one process.
             adapter_bus = MemoryBus(bus.broker) if isinstance(bus, MemoryBus) else bus
-            adapter = OpenqqAdapter(adapter_bus, names, settings)
+            adapter = OpenqqAdapter(
+                adapter_bus, names, settings, metrics=metrics, state=state, ready=ready
+            )
             await declare_exchanges(bus, names)
             await adapter.start()
             if onebot_face_wanted(settings):
@@ -443,12 +489,13 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             bridge = Bridge(
                 bus,
                 names,
-                make_upstream(settings, files),
+                make_upstream(settings, files, metrics),
                 settings,
                 record=record,
                 role=role,
                 files=files,
                 show=observe,
+                metrics=metrics,
             )
             current[:] = [bridge]
             if stopping.is_set():
@@ -469,6 +516,8 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await announcer.stop()
         if adapter is not None:
             await adapter.stop()
+        if observed is not None:
+            await observed.cleanup()
         if bus is not None:
             await bus.close()
         if record is not None:

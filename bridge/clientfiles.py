@@ -102,7 +102,13 @@ class ClientFiles:
                 except (binascii.Error, ValueError):
                     log.warning("input_qrcode carried no valid base64 PNG")
                     return
-                self._write(self.qrcode_path, png)
+                if self._write(self.qrcode_path, png):
+                    log.info(
+                        "account %s: login QR code written to %s; scan it with the QQ app",
+                        self.account,
+                        self.qrcode_path,
+                        extra={"account": self.account, "qrcode_path": str(self.qrcode_path)},
+                    )
             case _:
                 pass
 
@@ -129,10 +135,12 @@ class ClientFiles:
         }
         self._write(self.state_path, encode(data))
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def _write(self, path: Path, data: bytes) -> bool:
         tmp = path.with_name(path.name + ".tmp")
         try:
             tmp.write_bytes(data)
             tmp.replace(path)
         except OSError as exc:
             log.warning("cannot write %s: %s", path, exc.strerror or exc)
+            return False
+        return True

@@ -120,6 +120,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         Literal["debug", "info", "warning", "error"],
         Meta(description="debug, info, warning or error"),
     ] = "info"
+    log_format: Annotated[
+        Literal["text", "json"],
+        Meta(description="text, or json: one JSON object a line (time, level, logger, ...)"),
+    ] = "text"
+    metrics: Annotated[
+        bool, Meta(description="count Prometheus metrics (/metrics) (true/false)")
+    ] = True
+    status_accounts: Annotated[
+        list[str],
+        Meta(description="more accounts of the namespace the adapter's /status shows"),
+    ] = []
+    metrics_listen: Annotated[
+        str | None,
+        Meta(description="host:port of the bridge's /metrics, /healthz, /readyz; unset: off"),
+    ] = None
     idempotency_hours: Annotated[
         float, Meta(gt=0, le=87600, description="how long a command's message_id is remembered")
     ] = 168.0
@@ -407,7 +422,13 @@ def _shown(field: str, value: object) -> str:
 
 
 _LISTS = frozenset(
-    {"post_event_list", "onebot_risk_retcodes", "onebot_server_reverse", "onebot_server_post"}
+    {
+        "post_event_list",
+        "onebot_risk_retcodes",
+        "onebot_server_reverse",
+        "onebot_server_post",
+        "status_accounts",
+    }
 )
 
 
@@ -642,10 +663,19 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
                 " digits, '_' or '-' (it becomes part of routing keys)"
             )
             raise ConfigError(msg)
+    for value in s.status_accounts:
+        if not valid_name(value):
+            msg = (
+                f"setting 'status_accounts' ({where('status_accounts')}): {value!r} must be 1-64"
+                " letters, digits, '_' or '-' (an account name)"
+            )
+            raise ConfigError(msg)
     if s.amqp_url is not None:
         _check_amqp_urls(s.amqp_url, where("amqp_url"))
     for field in ("sim_listen", "listen", "onebot_listen", "controller_listen"):
         parse_hostport(getattr(s, field), field, where(field))
+    if s.metrics_listen is not None:
+        parse_hostport(s.metrics_listen, "metrics_listen", where("metrics_listen"))
     if not s.onebot_url.startswith(("ws://", "wss://")):
         msg = (
             f"setting 'onebot_url' ({where('onebot_url')}): {_shown('onebot_url', s.onebot_url)}"

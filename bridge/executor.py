@@ -31,6 +31,7 @@ from bridge.core.model import Group, GroupMember, basic
 from bridge.core.pacing import KeyedLocks, Pacer
 from bridge.core.ports import SendOutcome, Upstream
 from bridge.errors import ActionFailed, UpstreamUnavailable
+from bridge.metrics import OFF, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ def active_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+#: A pacing wait shorter than this (seconds) is the event loop's own delay, not pacing.
+PACED = 0.001
+
+
 class Executor:
     """Runs commands for one account; ``await executor.execute(cmd, handover)``."""
 
@@ -67,8 +72,11 @@ class Executor:
         request_stop: Callable[[], None],
         spawn: Callable[[Awaitable[Any], str], object],
         control_delay: float,
+        metrics: Metrics = OFF,
     ) -> None:
         self.upstream = upstream
+        self._paced = metrics.pacing_waits.labels(options.account)
+        self._paced_seconds = metrics.pacing_wait_seconds.labels(options.account)
         self.contacts = contacts
         self.opts = options
         self.account = options.account
@@ -172,7 +180,12 @@ class Executor:
     ) -> c.SendReply:
         async with self._lanes.hold(key):
             await self._ready_or_raise()
+            start = time.monotonic()
             await self._pacer.wait(key)
+            waited = time.monotonic() - start
+            if waited > PACED:
+                self._paced.inc()
+                self._paced_seconds.inc(waited)
             await handover()
             out = await send()
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -14,10 +14,12 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 
 from bridge.bus.publisher import EventPublisher
 from bridge.core import events as ev
 from bridge.errors import BufferFull
+from bridge.metrics import OFF, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,20 @@ _Item = tuple[ev.Event, str, asyncio.Future[None] | None]
 class Outbox:
     """Buffer and publish one account's events; ``run()`` is the publishing loop."""
 
-    def __init__(self, publisher: EventPublisher, *, size: int, wait: float) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        *,
+        size: int,
+        wait: float,
+        metrics: Metrics = OFF,
+        account: str = "",
+    ) -> None:
         self.publisher = publisher
+        self._metrics = metrics
+        self._account = account
+        self._latency = metrics.publish_seconds.labels(account)
+        metrics.probe("openqq_event_buffer_depth", (account,), self.depth)
         self._buffer: asyncio.Queue[_Item] = asyncio.Queue(size)
         self._wait = wait
         self._publishing: set[asyncio.Task[None]] = set()
@@ -42,6 +56,10 @@ class Outbox:
         self._open = asyncio.Event()
         self._open.set()
         self.discarded = 0
+
+    def depth(self) -> int:
+        """Events buffered now."""
+        return self._buffer.qsize()
 
     def new_id(self) -> str:
         """A fresh event message_id."""
@@ -69,6 +87,7 @@ class Outbox:
                     f" {self._wait:g}s: is the broker reachable? {event.KIND} refused"
                 )
                 log.error(msg)
+                self._metrics.event_children(self._account, event.KIND)[2].inc()
                 raise BufferFull(msg) from None
         return item[1]
 
@@ -118,8 +137,17 @@ class Outbox:
         done: asyncio.Future[None] | None,
         window: asyncio.Semaphore,
     ) -> None:
+        published, confirmed, refused = self._metrics.event_children(self._account, event.KIND)
+        published.inc()
+        start = time.perf_counter()
         try:
             await self.publisher.publish(event, mid)
+        except Exception:
+            refused.inc()
+            raise
+        else:
+            confirmed.inc()
+            self._latency.observe(time.perf_counter() - start)
         finally:
             window.release()
             self._buffer.task_done()

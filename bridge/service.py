@@ -34,6 +34,7 @@ from bridge.core.contacts import ContactBook
 from bridge.core.ports import Upstream
 from bridge.core.routing import Names, event_key
 from bridge.executor import Executor, active_id
+from bridge.metrics import OFF, Metrics
 from bridge.outbox import Outbox
 from bridge.role import AlwaysActive, Role
 from bridge.store import CommandRecord, SqliteRecord
@@ -62,6 +63,7 @@ class Bridge:
         show: Callable[[ev.Event], None] | None = None,
         control_delay: float = CONTROL_DELAY,
         role_grace: float = ROLE_GRACE,
+        metrics: Metrics = OFF,
     ) -> None:
         self.bus = bus
         self.names = names
@@ -79,10 +81,17 @@ class Bridge:
         self.demoted = False
         self._files = files
         self._show = show
+        self.metrics = metrics
+        metrics.state_probe(self.account, lambda: self.state)
+        self._msg_in = metrics.messages.labels(self.account, "in")
+        self._msg_out = metrics.messages.labels(self.account, "out")
+        self._risk = metrics.risk_control.labels(self.account)
         self.outbox = Outbox(
             EventPublisher(bus, names, options.account),
             size=options.event_buffer,
             wait=options.buffer_wait,
+            metrics=metrics,
+            account=options.account,
         )
         self.record: CommandRecord = record or SqliteRecord(None)
         self.executor = Executor(
@@ -95,6 +104,7 @@ class Bridge:
             request_stop=self.request_stop,
             spawn=self._spawn,
             control_delay=control_delay,
+            metrics=metrics,
         )
         self.server = self._command_server()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -112,6 +122,7 @@ class Bridge:
             self.executor.execute,
             self.record,
             prefetch=self.opts.prefetch,
+            metrics=self.metrics,
         )
 
     # --- events ---------------------------------------------------------------------------
@@ -132,6 +143,13 @@ class Bridge:
         self._observe(event)
 
     def _observe(self, event: ev.Event) -> None:
+        kind = event.KIND
+        if kind[0] == "r":  # receive_message.*
+            self._msg_in.inc()
+        elif kind[0] == "s":  # send_message.*
+            self._msg_out.inc()
+        elif isinstance(event, ev.RiskControl):
+            self._risk.inc()
         if isinstance(event, ev.StateChange):
             self._on_state(event.params[1])
         else:

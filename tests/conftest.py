@@ -22,6 +22,7 @@ from bridge.clientfiles import ClientFiles
 from bridge.config import Settings
 from bridge.core.commands import QUEUE_KINDS
 from bridge.core.routing import Names
+from bridge.metrics import OFF, Metrics
 from bridge.service import Bridge
 from bridge.store import CommandRecord
 from bridge.upstream.sim.account import SimulatedAccount
@@ -151,21 +152,24 @@ async def running_bridge(
     tmp_path: Path,
     *,
     record: CommandRecord | None = None,
+    metrics: Metrics = OFF,
+    account: str = ACCOUNT,
     **options: object,
 ) -> AsyncIterator[tuple[Bridge, SimulatedAccount]]:
     """A bridge with a simulated account (control endpoint on a free port), running."""
     sim = SimulatedAccount(
         SimSettings(listen=("127.0.0.1", 0), login_delay=0, qrcode_path=tmp_path / "qr.png")
     )
-    opts = Settings(account=ACCOUNT, **options)  # type: ignore[arg-type]
+    opts = Settings(account=account, **options)  # type: ignore[arg-type]
     bridge = Bridge(
         bus,
         Names(ns),
         sim,
         opts,
         record=record,
-        files=ClientFiles(tmp_path, ACCOUNT),
+        files=ClientFiles(tmp_path, account),
         control_delay=0.05,
+        metrics=metrics,
     )
     task = asyncio.create_task(bridge.run())
     try:
@@ -180,12 +184,12 @@ async def running_bridge(
 
 @asynccontextmanager
 async def running_adapter(
-    bus: Bus, ns: str, *, wait_replica: bool = True, **options: object
+    bus: Bus, ns: str, *, wait_replica: bool = True, metrics: Metrics = OFF, **options: object
 ) -> AsyncIterator[OpenqqAdapter]:
     """An Openqq HTTP adapter on a free port, talking to ``ns`` over ``bus``."""
     retry_wait = float(options.pop("post_api_retry_wait", 0.5))  # type: ignore[arg-type]
     opts = Settings(account=ACCOUNT, listen="127.0.0.1:0", **options)  # type: ignore[arg-type]
-    adapter = OpenqqAdapter(bus, Names(ns), opts, post_api_retry_wait=retry_wait)
+    adapter = OpenqqAdapter(bus, Names(ns), opts, post_api_retry_wait=retry_wait, metrics=metrics)
     await adapter.start()
     try:
         if wait_replica:

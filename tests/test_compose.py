@@ -70,3 +70,37 @@ def test_build_context_ignores_venv_and_git_but_not_what_the_image_copies():
 def test_durations_parse():
     assert _seconds("40s") == 40
     assert _seconds("1m30s") == 90
+
+
+def test_bridge_and_adapter_health_checks_ask_readyz():
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    assert "OPENQQ_METRICS_LISTEN" in services["bridge"]["environment"]
+    port = services["bridge"]["environment"]["OPENQQ_METRICS_LISTEN"].rsplit(":", 1)[1]
+    for name, where in (("bridge", f"127.0.0.1:{port}"), ("adapter", "127.0.0.1:5000")):
+        check = services[name].get("healthcheck")
+        assert check is not None, f"{name} has no healthcheck"
+        assert any(f"http://{where}/readyz" in part for part in check["test"]), check
+
+
+def test_prometheus_scrapes_bridge_adapter_controller_and_grafana_is_provisioned():
+    yaml = pytest.importorskip("yaml")
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    prom = yaml.safe_load((COMPOSE.parent / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in prom["scrape_configs"]}
+    assert set(jobs) == {"bridge", "adapter", "controller"}
+    bridge_port = services["bridge"]["environment"]["OPENQQ_METRICS_LISTEN"].rsplit(":", 1)[1]
+    assert jobs["bridge"] == [f"bridge:{bridge_port}"]
+    assert jobs["adapter"] == ["adapter:5000"]
+    assert "./prometheus.yml" in {v.split(":")[0] for v in services["prometheus"]["volumes"]}
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in services["grafana"]["volumes"]}
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    dashboards = yaml.safe_load(
+        (COMPOSE.parent / "grafana/provisioning/dashboards/openqq.yml").read_text()
+    )
+    assert dashboards["providers"][0]["options"]["path"] == mounts["./grafana/dashboards"]
+    sources = yaml.safe_load(
+        (COMPOSE.parent / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    assert sources["datasources"][0]["url"] == "http://prometheus:9090"

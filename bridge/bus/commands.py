@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ from bridge.core.commands import (
 )
 from bridge.core.routing import Names
 from bridge.errors import RETRYABLE, PublishFailed
+from bridge.metrics import OFF, Metrics
 from bridge.store import CommandRecord
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,11 @@ class CommandServer:
         record: CommandRecord,
         *,
         prefetch: int = 64,
+        metrics: Metrics = OFF,
     ) -> None:
         self._bus = bus
+        self._metrics = metrics
+        metrics.probe("openqq_commands_in_flight", (account,), lambda: len(self._inflight))
         self._names = names
         self._account = account
         self._execute = execute
@@ -153,7 +158,13 @@ class CommandServer:
                 self._inflight.pop(task, None)
                 self._withdrawn.discard(task)
 
+    def _count(self, name: str, outcome: str, start: float) -> None:
+        m = self._metrics
+        m.child(m.commands, self._account, name, outcome).inc()
+        m.child(m.command_seconds, self._account, name).observe(time.perf_counter() - start)
+
     async def _handle(self, d: Delivery) -> None:
+        start = time.perf_counter()
         try:
             cmd = decode_command(d.body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -167,6 +178,7 @@ class CommandServer:
             await self._settle_failed(
                 d, reason, StatusReply(code=CODE_INVALID_COMMAND, status=reason)
             )
+            self._count("invalid", "dead_lettered", start)
             return
 
         name = command_name(cmd)
@@ -174,6 +186,7 @@ class CommandServer:
         if mid and mid in self._running:
             # The same command is running right now: answer with its result, do not run.
             self.duplicates += 1
+            self._count(name, "duplicate", start)
             log.info("command %s message_id %s is running; duplicate waits for it", name, mid)
             try:
                 first = await asyncio.shield(self._running[mid])
@@ -186,6 +199,7 @@ class CommandServer:
             seen = self._record.lookup(mid)
             if seen.state == "done":
                 self.duplicates += 1
+                self._count(name, "duplicate", start)
                 log.info(
                     "command %s message_id %s already done; replying again, not run",
                     name,
@@ -195,6 +209,7 @@ class CommandServer:
                 return
             if seen.state == "started":
                 self.duplicates += 1
+                self._count(name, "duplicate", start)
                 reason = "result unknown: the bridge stopped while running this command"
                 log.warning("command %s message_id %s: %s; not run again", name, mid, reason)
                 reply = encode(unknown_reply(cmd, reason))
@@ -210,7 +225,7 @@ class CommandServer:
             self._running[mid] = running
         body: bytes | None = None
         try:
-            body = await self._run(d, cmd, name, mid)
+            body = await self._run(d, cmd, name, mid, start)
         finally:
             if mid:
                 del self._running[mid]
@@ -222,8 +237,19 @@ class CommandServer:
                 else:
                     running.set_result(body)
 
-    async def _run(self, d: Delivery, cmd: Command, name: str, mid: str | None) -> bytes | None:
+    async def _run(
+        self, d: Delivery, cmd: Command, name: str, mid: str | None, start: float
+    ) -> bytes | None:
         """Execute, reply, settle; the reply body, or None when the delivery was requeued."""
+        body, outcome = await self._execute_settle(d, cmd, name, mid)
+        if body is not None:
+            # What the caller got: a result, a failure, or "result unknown".
+            self._count(name, outcome, start)
+        return body
+
+    async def _execute_settle(
+        self, d: Delivery, cmd: Command, name: str, mid: str | None
+    ) -> tuple[bytes | None, str]:
         handed: list[bool] = []
         # The caller's expiration, counted from now: the broker kept it at most that long.
         deadline = (
@@ -253,12 +279,18 @@ class CommandServer:
                 " waited its turn"
             )
             log.warning("command %s (message_id %s) %s", name, mid, reason)
-            return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
+            return (
+                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid),
+                "failed",
+            )
         except RETRYABLE as exc:
             if handed:
                 # It reached the QQ side: trying again could do it twice.
                 reason = f"result unknown: {exc}"
-                return await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid)
+                return (
+                    await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid),
+                    "unknown",
+                )
             if not d.redelivered:
                 log.warning(
                     "command %s (message_id %s) failed, requeued once: %s",
@@ -267,24 +299,33 @@ class CommandServer:
                     exc,
                 )
                 await _settle(d, ack=False)
-                return None
+                return None, ""
             reason = f"failed twice: {exc}"
-            return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
+            return (
+                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid),
+                "failed",
+            )
         except Exception as exc:
             log.exception("command %s (message_id %s) crashed", name, mid)
             reason = f"{type(exc).__name__}: {exc}"
             if handed:
                 reason = f"result unknown: {reason}"
-                return await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid)
-            return await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid)
+                return (
+                    await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid),
+                    "unknown",
+                )
+            return (
+                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid),
+                "failed",
+            )
 
         self.executed += 1
         body = encode(result)
         if mid and not await self._finish(mid, body):
             await _settle(d, ack=False)
-            return body
+            return body, "ok"
         await self._answer(d, body, name)
-        return body
+        return body, "ok"
 
     async def _settle_failed(
         self, d: Delivery, reason: str, reply: object, mid: str | None = None

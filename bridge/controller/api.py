@@ -27,6 +27,7 @@ from bridge.controller.registry import Account, Registry
 from bridge.controller.supervisor import Supervisor
 from bridge.core.routing import valid_name
 from bridge.errors import BridgeError, ConfigError
+from bridge.status import Observer
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ class ControllerApi:
         supervisor: Supervisor,
         registry: Registry,
         apis: AccountApis,
+        *,
+        observer: Observer | None = None,
     ) -> None:
         self.opts = template
+        self.observer = observer
         self.supervisor = supervisor
         self.registry = registry
         self.apis = apis
@@ -83,6 +87,9 @@ class ControllerApi:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """Controller endpoints here; every other /openqq/* to the client's own handlers."""
+        if self.observer is not None and request.path in Observer.OPEN:
+            # /healthz, /readyz: no token (orchestrators probe them).
+            return await self.observer.handle(request)
         try:
             params = await read_params(request, max_bytes=self.opts.max_request_bytes)
         except BadRequest as exc:
@@ -90,6 +97,8 @@ class ControllerApi:
         if not authorized(self.opts.access_token, params, request):
             log.warning("auth failure from %s on %s", request.remote, request.path)
             return web.Response(body=AUTH_FAILURE, headers={"Content-Type": JSON})
+        if self.observer is not None and request.path in Observer.PATHS:
+            return await self.observer.handle(request)
         path = request.path.rstrip("/")
         if path == "/openqq/check_client":
             return _answer(self.check_client(last(params, "client")))

@@ -19,6 +19,8 @@ from bridge.bus.base import Bus
 from bridge.config import Settings, parse_hostport
 from bridge.core.routing import Names
 from bridge.errors import ConfigError
+from bridge.metrics import OFF, Metrics
+from bridge.status import StatusSource
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,13 @@ class AccountApis:
         names: Names,
         settings_of: Callable[[str], Settings],
         port_of: Callable[[str], int],
+        *,
+        metrics: Metrics = OFF,
+        state_of: Callable[[str], str | None] = lambda _name: None,
     ) -> None:
         self._bus = bus
+        self._metrics = metrics
+        self._state_of = state_of
         self._names = names
         self._settings_of = settings_of
         self._port_of = port_of
@@ -70,7 +77,13 @@ class AccountApis:
             post_api=with_client(s.post_api, name),
             poll_api=with_client(s.poll_api, name),
         )
-        adapter = OpenqqAdapter(self._bus, self._names, opts)
+        adapter = OpenqqAdapter(
+            self._bus,
+            self._names,
+            opts,
+            metrics=self._metrics,
+            state=lambda: self._state_of(name),
+        )
         try:
             await adapter.start()
         except ConfigError as exc:
@@ -87,6 +100,11 @@ class AccountApis:
         adapter = self.apis.pop(name, None)
         if adapter is not None:
             await adapter.stop()
+            self._metrics.forget_account(name)
+
+    def sources(self) -> list[StatusSource]:
+        """The status page's entries: every account, by name."""
+        return [self.apis[n].accounts[n] for n in sorted(self.apis)]
 
     async def close(self) -> None:
         """Stop every API."""

@@ -24,7 +24,9 @@ from bridge.controller.registry import Registry
 from bridge.controller.supervisor import Supervisor
 from bridge.core.routing import Names
 from bridge.errors import ConfigError
+from bridge.metrics import OFF, Metrics
 from bridge.netutil import start_site
+from bridge.status import Observer, bus_connected
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +34,55 @@ log = logging.getLogger(__name__)
 class Controller:
     """All parts of one controller."""
 
-    def __init__(self, bus: Bus, settings: Settings, accounts: dict[str, dict[str, str]]):
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        accounts: dict[str, dict[str, str]],
+        *,
+        metrics: Metrics = OFF,
+    ):
         self.bus = bus
         self.names = Names(settings.namespace)
         self.settings = settings
         self.accounts = accounts
         self.datafile = DataFile(settings.data_dir, settings.namespace)
-        self.apis = AccountApis(bus, self.names, self._settings_of, self.datafile.port_number)
+        self.metrics = metrics
+        self.apis = AccountApis(
+            bus,
+            self.names,
+            self._settings_of,
+            self.datafile.port_number,
+            metrics=metrics,
+            state_of=self._state_of,
+        )
         self.registry = Registry(bus, self.names, self.apis.add, self.apis.remove)
         self.supervisor = Supervisor(settings, self.datafile, self.registry.forget)
-        self.api = ControllerApi(settings, self.supervisor, self.registry, self.apis)
+        self.observer = Observer(
+            metrics,
+            self._ready,
+            self.apis.sources,
+            title=f"openqq-bridge controller {settings.namespace}",
+        )
+        self.api = ControllerApi(
+            settings, self.supervisor, self.registry, self.apis, observer=self.observer
+        )
         self._runner: web.AppRunner | None = None
         self.bound: tuple[str, int] | None = None
 
     def _settings_of(self, name: str) -> Settings:
         return self.api.settings_of(name)
+
+    def _state_of(self, name: str) -> str | None:
+        acc = self.registry.accounts.get(name)
+        return None if acc is None else acc.state
+
+    def _ready(self) -> str | None:
+        if not bus_connected(self.bus):
+            return "broker connection down"
+        if self._runner is None:
+            return "starting"
+        return None
 
     async def start(self) -> None:
         """Resume the data file's clients, start the configured ones, then listen."""

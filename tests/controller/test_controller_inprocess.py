@@ -13,12 +13,15 @@ import pytest
 from bridge.bus.memory import MemoryBus
 from bridge.config import Settings
 from bridge.controller.run import Controller
+from bridge.metrics import OFF, Metrics
 from tests.conftest import running_bridge
 from tests.procs import free_port
 
 
 @asynccontextmanager
-async def controller(tmp_path: Path, ns: str, **options: object) -> AsyncIterator[Controller]:
+async def controller(
+    tmp_path: Path, ns: str, *, metrics: Metrics = OFF, **options: object
+) -> AsyncIterator[Controller]:
     bus = MemoryBus()
     opts = Settings(
         namespace=ns,
@@ -27,7 +30,7 @@ async def controller(tmp_path: Path, ns: str, **options: object) -> AsyncIterato
         backend_start_port=free_port(),
         **options,  # type: ignore[arg-type]
     )
-    ctl = Controller(bus, opts, {})
+    ctl = Controller(bus, opts, {}, metrics=metrics)
     await ctl.start()
     try:
         yield ctl

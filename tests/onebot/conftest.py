@@ -16,6 +16,7 @@ from bridge.bus.rpc import RpcClient
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.core.routing import Names
+from bridge.metrics import OFF, Metrics
 from bridge.service import Bridge
 from bridge.upstream.onebot.account import OneBotAccount
 from bridge.upstream.onebot.settings import OneBotSettings
@@ -63,14 +64,26 @@ def onebot_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def ob(fake: FakeOneBot, aiohttp_server, ns, onebot_options) -> AsyncIterator[OB]:
+def metrics() -> Metrics:
+    """The metrics of the bridge and its account (off unless a test module says)."""
+    return OFF
+
+
+@pytest.fixture
+async def ob(
+    fake: FakeOneBot, aiohttp_server, ns, onebot_options, metrics: Metrics
+) -> AsyncIterator[OB]:
     server = await aiohttp_server(fake.app())
     fake.url = str(server.make_url("/")).replace("http", "ws", 1)
     shared = MemoryBus()
     bus, probe = MemoryBus(shared.broker), MemoryBus(shared.broker)
     events = await subscribe_all(probe, ns)
-    account = OneBotAccount(onebot_settings(fake.url, **onebot_options))
-    bridge = Bridge(bus, Names(ns), account, Settings(ready_wait=3), control_delay=0.05)
+    account = OneBotAccount(
+        onebot_settings(fake.url, **onebot_options), metrics=metrics, account="default"
+    )
+    bridge = Bridge(
+        bus, Names(ns), account, Settings(ready_wait=3), control_delay=0.05, metrics=metrics
+    )
     task = asyncio.create_task(bridge.run())
     rpc = RpcClient(probe, Names(ns))
     try:

@@ -9,9 +9,11 @@ adapters can run for one account; post_api delivery stays ordered (single active
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import sys
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -28,7 +30,19 @@ from bridge.bus.topology import declare_exchanges
 from bridge.config import Settings, parse_hostport
 from bridge.core import commands as c
 from bridge.core.routing import Names
+from bridge.errors import BridgeError
+from bridge.metrics import OFF, Metrics
 from bridge.netutil import start_site
+from bridge.status import (
+    AccountStatus,
+    AccountTracker,
+    BusAccount,
+    Observer,
+    QueueDepths,
+    Readiness,
+    bus_connected,
+    first_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +51,10 @@ RECORDABLE_PREFIXES = ("new_", "lose_")
 RECORDABLE_SUFFIX = "_property_change"
 MAX_LINE = 64 * 1024
 MAX_FIELD = 16 * 1024
+#: Seconds between two questions to the bridge of a status_accounts entry of unknown state.
+ASK_EVERY = 10.0
+#: Seconds between two reads of the queue depths for the metrics.
+DEPTH_EVERY = 10.0
 
 
 def is_loopback(host: str) -> bool:
@@ -49,20 +67,78 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class OtherAccount(BusAccount):
+    """A status_accounts entry: whether its bridge answers tells ``running`` before events do."""
+
+    def __init__(self, tracker: AccountTracker, depths: QueueDepths, rpc: RpcClient) -> None:
+        super().__init__(tracker, depths)
+        self._rpc = rpc
+        self._asked = float("-inf")
+
+    async def status(self) -> AccountStatus:
+        """The account now."""
+        now = asyncio.get_running_loop().time()
+        if self.tracker.state == "unknown" and now - self._asked > ASK_EVERY:
+            self._asked = now
+            # A bridge serves commands only while its account is running.
+            with contextlib.suppress(BridgeError, ConnectionError):
+                await self._rpc.call(self.tracker.account, c.GetClientInfo(), timeout=1.0)
+                self.tracker.state = "running"
+        return await super().status()
+
+
 class OpenqqAdapter:
     """Runs the Openqq HTTP API for one account."""
 
     def __init__(
-        self, bus: Bus, names: Names, opts: Settings, *, post_api_retry_wait: float = 0.5
+        self,
+        bus: Bus,
+        names: Names,
+        opts: Settings,
+        *,
+        post_api_retry_wait: float = 0.5,
+        metrics: Metrics = OFF,
+        state: Callable[[], str | None] = lambda: None,
+        ready: Readiness = lambda: None,
     ) -> None:
         self.bus = bus
         self.names = names
         self.opts = opts
+        self.metrics = metrics
         self._post_api_retry_wait = post_api_retry_wait
         self.rpc = RpcClient(bus, names)
         self.replica = ContactReplica(self.rpc, opts.account, timeout=opts.rpc_timeout)
         self.buffer = EventBuffer(opts.check_event_list_max_size)
-        self.api = OpenqqApi(self.rpc, self.replica, self.buffer, opts)
+        self.tracker = AccountTracker(opts.account)
+        post_api_queue = f"{names.prefix}.{opts.account}.post_api" if opts.post_api else None
+        self.depths = QueueDepths(bus, names, opts.account, post_api_queue)
+        #: The accounts the status page shows: this one, then ``status_accounts``.
+        self.accounts: dict[str, BusAccount] = {
+            opts.account: BusAccount(self.tracker, self.depths, state=self._state)
+        }
+        for other in opts.status_accounts:
+            if other not in self.accounts:
+                self.accounts[other] = OtherAccount(
+                    AccountTracker(other), QueueDepths(bus, names, other, None), self.rpc
+                )
+        self.observer = Observer(
+            metrics,
+            first_reason(self._ready, ready),
+            lambda: list(self.accounts.values()),
+            title=f"openqq-bridge {opts.namespace}",
+        )
+        self._bridge_state = state
+        self.api = OpenqqApi(
+            self.rpc, self.replica, self.buffer, opts, observer=self.observer, metrics=metrics
+        )
+        self._depth_loop: asyncio.Task[None] | None = None
+        account = opts.account
+        metrics.probe("openqq_check_event_waiters", (account,), self.buffer.waiting)
+        metrics.probe(
+            "openqq_post_api_backlog", (account,), lambda: self.depths.last.get("post_api") or 0
+        )
+        for queue in self.depths.wanted():
+            metrics.probe("openqq_queue_messages", (account, queue), self._depth_of(queue))
         self.forwarder: PostApiForwarder | None = None
         self._intake: Subscription | None = None
         self._runner: web.AppRunner | None = None
@@ -76,12 +152,42 @@ class OpenqqAdapter:
         )
         self._stdout_events = frozenset(opts.post_event_list if opts.post_event else ())
 
+    def _depth_of(self, queue: str) -> Callable[[], float]:
+        return lambda: self.depths.last.get(queue) or 0
+
+    def _ready(self) -> str | None:
+        if not bus_connected(self.bus):
+            return "broker connection down"
+        if not self.replica.ready.is_set():
+            return (
+                f"contacts of account {self.opts.account} not loaded yet (is its bridge running?)"
+            )
+        return None
+
+    def _state(self) -> str | None:
+        # The state_change events this adapter saw, in order, say it best. Before the first
+        # one: what the owner says (the bridge in `run`, the controller's registry), else a
+        # loaded replica means the bridge answered queries, so the account was running.
+        if self.tracker.state != "unknown":
+            return None
+        known = self._bridge_state()
+        if known is not None:
+            return known
+        return "running" if self.replica.ready.is_set() else None
+
+    async def _refresh_depths(self) -> None:
+        # For the queue gauges; the status page asks on its own (cached).
+        while True:
+            await self.depths.get()
+            await asyncio.sleep(DEPTH_EVERY)
+
     async def start(self) -> None:
         """Subscribe, start the RPC client, post_api, poll_api, then listen."""
         await declare_exchanges(self.bus, self.names)
         await self.rpc.start()
         queue = await self.bus.declare_queue("", exclusive=True, auto_delete=True)
-        await self.bus.bind(queue, self.names.events, f"*.*.{self.opts.account}")
+        for account in self.accounts:
+            await self.bus.bind(queue, self.names.events, f"*.*.{account}")
         self._intake = await self.bus.consume(queue, self._on_event, prefetch=1000)
         self.replica.reload()
         if self.opts.post_api:
@@ -91,10 +197,13 @@ class OpenqqAdapter:
                 self.opts,
                 self._cast,
                 retry_wait=self._post_api_retry_wait,
+                metrics=self.metrics,
             )
             await self.forwarder.start()
         if self.opts.poll_api:
             self._poll = asyncio.get_running_loop().create_task(self._poll_loop(self.opts.poll_api))
+        if self.metrics.enabled:
+            self._depth_loop = asyncio.get_running_loop().create_task(self._refresh_depths())
         await self._listen()
 
     async def _listen(self) -> None:
@@ -128,9 +237,10 @@ class OpenqqAdapter:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._poll is not None:
-            self._poll.cancel()
-            await asyncio.gather(self._poll, return_exceptions=True)
+        for task in (self._poll, self._depth_loop):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.forwarder is not None:
             await self.forwarder.stop()
         if self._intake is not None:
@@ -145,7 +255,15 @@ class OpenqqAdapter:
     async def _on_event(self, d: Delivery) -> None:
         await d.ack()
         kind = d.type or ".".join(d.routing_key.split(".")[:2])
+        account = d.routing_key.rpartition(".")[2]
+        if account != self.opts.account:
+            # Another account of status_accounts: only its status page entry.
+            other = self.accounts.get(account)
+            if other is not None:
+                other.tracker.on_event(kind, d.body)
+            return
         self.replica.on_event(kind, d.body)
+        self.tracker.on_event(kind, d.body)
         post_type, _, name = kind.partition(".")
         message = post_type in ("receive_message", "send_message")
         if message or name in self._recorded:

@@ -27,6 +27,8 @@ from bridge.bus.rpc import MaybeSent, ReplyLost, RpcClient
 from bridge.config import Settings
 from bridge.core import commands as c
 from bridge.errors import NoRoute, PublishFailed, RpcTimeout
+from bridge.metrics import OFF, Metrics
+from bridge.status import Observer
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,16 @@ class OpenqqApi:
         replica: ContactReplica,
         buffer: EventBuffer,
         options: Settings,
+        *,
+        observer: Observer | None = None,
+        metrics: Metrics = OFF,
     ) -> None:
         self.rpc = rpc
         self.replica = replica
         self.buffer = buffer
         self.opts = options
+        self.observer = observer
+        self._metrics = metrics
 
     # --- transport ------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -71,30 +78,56 @@ class OpenqqApi:
         return authorized(self.opts.access_token, params, request)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        """Every request: parameters, auth, OPTIONS, routing, JSONP."""
+        """Every request, counted by route name and status code."""
+        if self.observer is not None and request.path in Observer.PATHS:
+            endpoint = request.path[1:]
+            response = await self._observe(request, self.observer)
+        else:
+            response, endpoint = await self._dispatch(request)
+        m = self._metrics
+        m.child(m.http_requests, self.opts.account, endpoint, str(response.status)).inc()
+        return response
+
+    async def _observe(self, request: web.Request, observer: Observer) -> web.Response:
+        """/healthz, /readyz (no token), /metrics and /status (the token, if one is set)."""
+        if request.path not in Observer.OPEN:
+            try:
+                params = await read_params(request, max_bytes=self.opts.max_request_bytes)
+            except BadRequest as exc:
+                return web.Response(status=400, text=f"{exc}\n")
+            if not self._authorized(params, request):
+                log.warning("auth failure from %s on %s", request.remote, request.path)
+                return web.Response(status=403, text="auth failure\n")
+        return await observer.handle(request)
+
+    async def _dispatch(self, request: web.Request) -> tuple[web.Response, str]:
+        """Parameters, auth, OPTIONS, routing, JSONP; the answer and the route's name."""
         try:
             params = await read_params(request, max_bytes=self.opts.max_request_bytes)
         except BadRequest as exc:
             code = 413 if isinstance(exc, TooLarge) else 400
-            return web.Response(
+            response = web.Response(
                 status=code,
                 body=dumps(c.StatusReply(code=code, status=str(exc))),
                 headers={"Content-Type": JSON, "Connection": "close"},
             )
-        if not self._authorized(params, request):
-            log.warning("auth failure from %s on %s", request.remote, request.path)
-            return self._render(params, Answer(AUTH_FAILURE))
-        if request.method == "OPTIONS":
-            return web.Response(status=200, headers=CORS_PREFLIGHT)
+            return response, "unknown"
         match = _PATH.fullmatch(request.path)
         entry = ROUTES.get(match.group(1)) if match else None
+        # A bounded label: a route's name, every other path is "unknown".
+        endpoint = match.group(1) if match and entry is not None else "unknown"
+        if not self._authorized(params, request):
+            log.warning("auth failure from %s on %s", request.remote, request.path)
+            return self._render(params, Answer(AUTH_FAILURE)), endpoint
+        if request.method == "OPTIONS":
+            return web.Response(status=200, headers=CORS_PREFLIGHT), endpoint
         if request.path == "/":
             answer = Answer(b"Page not found", HTML, 404)
         elif entry is None or request.method not in entry[0]:
             answer = Answer(b"api not found", HTML, 403)
         else:
             answer = await entry[1](self, params, request)
-        return self._render(params, answer)
+        return self._render(params, answer), endpoint
 
     @staticmethod
     def _render(params: Params, answer: Answer) -> web.Response:

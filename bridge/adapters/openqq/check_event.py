@@ -26,6 +26,10 @@ class EventBuffer:
         self._waiters: deque[tuple[asyncio.Future[bytes], Callable[[], bool]]] = deque()
         self.dropped = 0
 
+    def waiting(self) -> int:
+        """Pollers waiting now."""
+        return len(self._waiters)
+
     def __len__(self) -> int:
         return len(self._items)
 

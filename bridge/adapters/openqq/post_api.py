@@ -56,6 +56,7 @@ from bridge.core import commands as c
 from bridge.core.events import EVENT_NAMES
 from bridge.core.routing import Names, topic_matches
 from bridge.errors import PublishFailed
+from bridge.metrics import OFF, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class PostApiForwarder:
         cast: Cast,
         *,
         retry_wait: float = 0.5,
+        metrics: Metrics = OFF,
     ) -> None:
         if settings.post_api is None:
             msg = "PostApiForwarder needs the post_api setting"
@@ -137,6 +139,9 @@ class PostApiForwarder:
         self._progress = asyncio.Event()
         self.delivered = 0
         self.dead_lettered = 0
+        self._delivered = metrics.post_api_deliveries.labels(settings.account, "delivered")
+        self._dead = metrics.post_api_deliveries.labels(settings.account, "dead_lettered")
+        self._retries = metrics.post_api_retries.labels(settings.account)
 
     def selected(self) -> list[str]:
         """Routing keys the queue is bound with."""
@@ -270,9 +275,11 @@ class PostApiForwarder:
                 REASON_HEADER,
             )
             self.dead_lettered += 1
+            self._dead.inc()
             await self._settle(d)
             return
         self.delivered += 1
+        self._delivered.inc()
         await self._act(d, ctype, answer)
         await self._settle(d)
 
@@ -302,6 +309,7 @@ class PostApiForwarder:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             pause = state.next_action.sleep if state.next_action else 0.0
+            self._retries.inc()
             if isinstance(exc, Rejected):
                 log.warning(
                     "post_api %s rejected %s with %s (attempt %d of %d); retrying in %.1fs,"

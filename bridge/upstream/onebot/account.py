@@ -30,6 +30,7 @@ from bridge.core import events as ev
 from bridge.core.model import Discuss, DiscussMember, Friend, Group, GroupMember, User
 from bridge.core.ports import Emit, SendOutcome, Snapshot
 from bridge.errors import BufferFull
+from bridge.metrics import OFF, Metrics
 from bridge.upstream.onebot import inbound
 from bridge.upstream.onebot.book import Book
 from bridge.upstream.onebot.connection import Connector, FrameCounters, Link
@@ -75,8 +76,12 @@ class OneBotAccount:
     # Real accounts get risk-controlled when they send fast (ecosystem.md §4).
     default_pacing = (0.5, 1.5)
 
-    def __init__(self, settings: OneBotSettings) -> None:
+    def __init__(
+        self, settings: OneBotSettings, *, metrics: Metrics = OFF, account: str = ""
+    ) -> None:
         self.settings = settings
+        self._metrics = metrics
+        self._account = account
         self.state = "init"
         self.app_name = ""
         self.book = Book()
@@ -180,6 +185,8 @@ class OneBotAccount:
         """
         self._link = self.connector.current = link
         self.connections += 1
+        if self.connections > 1:
+            self._metrics.upstream_reconnects.labels(self._account).inc()
         self.online, self._offline_by, self._ran = True, None, False
         self._lifecycle = asyncio.get_running_loop().create_future()
         reader = self._spawn(link.read(self.counters), "onebot-read")
@@ -438,7 +445,18 @@ class OneBotAccount:
         if link is None or link.closed:
             msg = "not connected to OneBot"
             raise NotConnected(msg)
-        return await link.call(action, params)
+        m = self._metrics
+        start = time.perf_counter()
+        try:
+            data = await link.call(action, params)
+        except Exception:
+            m.child(m.onebot_action_failures, self._account, action).inc()
+            raise
+        finally:
+            m.child(m.onebot_action_seconds, self._account, action).observe(
+                time.perf_counter() - start
+            )
+        return data
 
     def _is_risk(self, exc: OneBotActionFailed) -> bool:
         text = exc.wording.lower()
