@@ -55,6 +55,14 @@ async def _wait_log(where: Path, text: str, proc: subprocess.Popen[bytes], timeo
             await asyncio.sleep(0.1)
 
 
+def _text(path: Path) -> str:
+    """A log's text, or a note that it is missing: a diagnostic must not fail itself."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError as e:
+        return f"({path}: {e})"
+
+
 class _Caller:
     """Sends the commands through node 3 and records replies and send_message events.
 
@@ -137,17 +145,24 @@ class _Caller:
         """Why not every command was answered: what is missing, and was it executed."""
         missing = [f"ha-{i}" for i in range(n) if f"ha-{i}" not in self.replies]
         run = [m for m in missing if self.executed[f"c{m.removeprefix('ha-')}"]]
+        # Which bridge's QQ side sent each one (its stdout), whether or not its event came.
+        sent_by: dict[str, str] = {}
+        for who in ("a", "b"):
+            for line in _text(where / who / "stdout.log").splitlines():
+                if " : c" in line:
+                    sent_by[f"ha-{line.rsplit(' : c', 1)[1]}"] = who
         bridge_lines = [
             f"{who}: {line}"
             for who in ("a", "b")
-            for line in (where / who / "stderr.log").read_text(errors="replace").splitlines()
-            if "reply" in line or "lost" in line or "not settled" in line
+            for line in _text(where / who / "stderr.log").splitlines()
+            if any(w in line for w in ("reply", "lost", "settled", "WARNING", "ERROR"))
         ]
         return (
             f"{len(self.replies)}/{n} commands answered, {len(self.executed)} distinct executed"
             f" ({sum(self.executed.values())} events, {self.redelivered} redelivered to the"
             f" caller); {len(missing)} unanswered, {len(run)} of them executed; first unanswered"
-            f" (executed count): {[(m, self.executed[f'c{m[3:]}']) for m in missing[:15]]};"
+            f" (events seen, sent by bridge):"
+            f" {[(m, self.executed[f'c{m[3:]}'], sent_by.get(m, '-')) for m in missing[:15]]};"
             f" caller connection: {self.connection_news or 'never lost'}; bridge log lines"
             f" on replies and losses:\n" + "\n".join(bridge_lines[-40:])
         )
