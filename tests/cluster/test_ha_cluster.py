@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import signal
 import subprocess
 import time
@@ -54,31 +55,70 @@ async def _wait_log(where: Path, text: str, proc: subprocess.Popen[bytes], timeo
             await asyncio.sleep(0.1)
 
 
+def _text(path: Path) -> str:
+    """A log's text, or a note that it is missing: a diagnostic must not fail itself."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError as e:
+        return f"({path}: {e})"
+
+
 class _Caller:
-    """Sends the commands through node 3 and records replies and send_message events."""
+    """Sends the commands through node 3 and records replies and send_message events.
+
+    Its reply and event queues are named, neither exclusive nor auto-deleted, and acked one by
+    one: a reset of the caller's own connection (a loaded cluster) then loses nothing, where an
+    exclusive queue would be deleted with the replies it held and those on the wire. What a
+    reconnect redelivers is counted once (by correlation id, by event message id).
+    """
 
     def __init__(self) -> None:
         self.replies: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         self.executed: collections.Counter[str] = collections.Counter()
         # (arrival, event message_id prefix = the publishing bridge process)
         self.events: list[tuple[float, str]] = []
+        self.event_ids: set[str] = set()
+        self.redelivered = 0
+        # What happened to the caller's own connection, for the diagnostic of a failure.
+        self.connection_news: list[str] = []
+        self.queues: list[str] = []
 
     async def run(self, url: str, ns: str, n: int) -> aio_pika.abc.AbstractRobustConnection:
         conn = await aio_pika.connect_robust(url)
+        began = time.monotonic()
+
+        def on_close(_: object, exc: BaseException | None = None) -> None:
+            self.connection_news.append(f"+{time.monotonic() - began:.1f}s closed: {exc!r}")
+
+        def on_reconnect(_: object) -> None:
+            self.connection_news.append(f"+{time.monotonic() - began:.1f}s reconnected")
+
+        conn.close_callbacks.add(on_close)
+        conn.reconnect_callbacks.add(on_reconnect)
         ch = await conn.channel(publisher_confirms=True)
-        events = await ch.declare_queue(exclusive=True)
+        await ch.set_qos(prefetch_count=500)
+        self.queues = [f"{ns}.caller.events", f"{ns}.caller.replies"]
+        events = await ch.declare_queue(self.queues[0])
         await events.bind(f"{ns}.events", "send_message.#")
-        replies = await ch.declare_queue(exclusive=True)
+        replies = await ch.declare_queue(self.queues[1])
 
         async def on_event(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
-            self.executed[msgspec.json.decode(msg.body)["content"]] += 1
-            self.events.append((time.monotonic(), (msg.message_id or "").split("-")[0]))
+            mid = msg.message_id or ""
+            if msg.redelivered and mid in self.event_ids:
+                self.redelivered += 1
+            else:
+                self.event_ids.add(mid)
+                self.executed[msgspec.json.decode(msg.body)["content"]] += 1
+                self.events.append((time.monotonic(), mid.split("-")[0]))
+            await msg.ack()
 
         async def on_reply(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+            self.redelivered += bool(msg.redelivered)
             self.replies[msg.correlation_id or ""].append(msgspec.json.decode(msg.body))
+            await msg.ack()
 
-        await events.consume(on_event, no_ack=True)
-        await replies.consume(on_reply, no_ack=True)
+        await events.consume(on_event)
+        await replies.consume(on_reply)
         commands = await ch.get_exchange(f"{ns}.commands")
 
         async def one(i: int) -> None:
@@ -101,16 +141,42 @@ class _Caller:
             await asyncio.gather(*(one(i) for i in range(start_at, min(n, start_at + 200))))
         return conn
 
+    def diagnose(self, n: int, where: Path) -> str:
+        """Why not every command was answered: what is missing, and was it executed."""
+        missing = [f"ha-{i}" for i in range(n) if f"ha-{i}" not in self.replies]
+        run = [m for m in missing if self.executed[f"c{m.removeprefix('ha-')}"]]
+        # Which bridge's QQ side sent each one (its stdout), whether or not its event came.
+        sent_by: dict[str, str] = {}
+        for who in ("a", "b"):
+            for line in _text(where / who / "stdout.log").splitlines():
+                if " : c" in line:
+                    sent_by[f"ha-{line.rsplit(' : c', 1)[1]}"] = who
+        bridge_lines = [
+            f"{who}: {line}"
+            for who in ("a", "b")
+            for line in _text(where / who / "stderr.log").splitlines()
+            if any(w in line for w in ("reply", "lost", "settled", "WARNING", "ERROR"))
+        ]
+        return (
+            f"{len(self.replies)}/{n} commands answered, {len(self.executed)} distinct executed"
+            f" ({sum(self.executed.values())} events, {self.redelivered} redelivered to the"
+            f" caller); {len(missing)} unanswered, {len(run)} of them executed; first unanswered"
+            f" (events seen, sent by bridge):"
+            f" {[(m, self.executed[f'c{m[3:]}'], sent_by.get(m, '-')) for m in missing[:15]]};"
+            f" caller connection: {self.connection_news or 'never lost'}; bridge log lines"
+            f" on replies and losses:\n" + "\n".join(bridge_lines[-40:])
+        )
+
 
 async def _takeover_run(cluster: Cluster, ns: str, tmp_path: Path, *, kill_node: bool) -> None:
     a = _start_bridge(cluster, 1, ns, tmp_path / "a")
     b: subprocess.Popen[bytes] | None = None
     conn = None
+    caller = _Caller()
     try:
         await asyncio.to_thread(wait_state, tmp_path / "a", "running", a, 60)
         b = _start_bridge(cluster, 2, ns, tmp_path / "b")
         await _wait_log(tmp_path / "b", "is standby for account", b, 60)
-        caller = _Caller()
         began = time.monotonic()
         conn = await caller.run(cluster.urls[2], ns, N)
         async with asyncio.timeout(120):
@@ -126,9 +192,12 @@ async def _takeover_run(cluster: Cluster, ns: str, tmp_path: Path, *, kill_node:
         else:
             a.send_signal(signal.SIGKILL)
             a.wait(10)
-        async with asyncio.timeout(240):
-            while len(caller.replies) < N:
-                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(240):
+                while len(caller.replies) < N:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pytest.fail(f"not every command answered in 240 s: {caller.diagnose(N, tmp_path)}")
         finished = time.monotonic()
         await asyncio.sleep(1.0)  # late duplicates, if any, would arrive now
         after = [t for t, p in caller.events if p != a_prefix]
@@ -152,7 +221,8 @@ async def _takeover_run(cluster: Cluster, ns: str, tmp_path: Path, *, kill_node:
             f" ({len(caller.executed)} distinct), executed twice {len(twice)}; replies by code"
             f" {dict(codes)} (-3 = result unknown: handed to QQ by the dead bridge, outcome not"
             f" recorded); false failures {len(false_failures)}; unanswered {unanswered};"
-            f" redelivered replies that disagree {len(disagree)}"
+            f" redelivered replies that disagree {len(disagree)}; caller connection"
+            f" {caller.connection_news or 'never lost'}, {caller.redelivered} redelivered to it"
         )
         assert twice == [], f"executed twice: {twice[:10]}"
         assert unanswered == 0
@@ -163,6 +233,10 @@ async def _takeover_run(cluster: Cluster, ns: str, tmp_path: Path, *, kill_node:
         assert "now active" in logs(tmp_path / "b")
     finally:
         if conn is not None:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError):
+                ch = await conn.channel()
+                for queue in caller.queues:
+                    await ch.queue_delete(queue)
             await conn.close()
         for p in (a, b):
             if p is not None and p.poll() is None:

@@ -405,6 +405,31 @@ async def test_undecodable_command_is_dead_lettered_and_bridge_keeps_serving(env
     assert (await call(env, c.SendGroupMessage(uid=67890, content="still here")))["code"] == 0
 
 
+async def test_a_reply_to_a_vanished_queue_is_logged_and_the_command_settled(env, ns, caplog):
+    # The caller stopped waiting (its reply queue is gone): the command runs once, its reply
+    # is dropped with a log line, and the delivery is acked, not requeued to be answered again.
+    caplog.set_level("INFO", logger="bridge.bus.commands")
+    gone = f"{ns}.caller-gone"
+    await env["bus"].publish(
+        Names(ns).commands,
+        f"send.{ACCOUNT}",
+        OutMessage(
+            body=msgspec.json.encode(c.SendGroupMessage(uid=67890, content="to nobody")),
+            message_id="gone-1",
+            reply_to=gone,
+            correlation_id="g1",
+        ),
+        mandatory=True,
+    )
+    d = await until(env["events"], lambda b: b.get("post_type") == "send_message")
+    assert body(d)["content"] == "to nobody"
+    assert (await call(env, c.SendGroupMessage(uid=67890, content="marker")))["code"] == 0
+    d = await until(env["events"], lambda b: b.get("post_type") == "send_message")
+    assert body(d)["content"] == "marker", "the command was run again"
+    assert env["bridge"].server.duplicates == 0, "the delivery was requeued and answered again"
+    assert f"reply queue {gone} is gone" in caplog.text
+
+
 async def test_same_message_id_runs_once(env):
     cmd = c.SendGroupMessage(uid=67890, content="once")
     first = await call(env, cmd, message_id="dup-1")
