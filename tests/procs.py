@@ -68,8 +68,10 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> int:
         raise
 
 
-def logs(tmp_path: Path) -> str:
-    return (tmp_path / "stderr.log").read_text(errors="replace")[-3000:]
+def logs(tmp_path: Path, *, whole: bool = False) -> str:
+    """The bridge's stderr: its last 3,000 characters (for messages), or all of it to search."""
+    text = (tmp_path / "stderr.log").read_text(errors="replace")
+    return text if whole else text[-3000:]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

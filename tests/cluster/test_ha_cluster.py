@@ -50,7 +50,7 @@ def _start_bridge(cluster: Cluster, node: int, ns: str, where: Path) -> subproce
 
 async def _wait_log(where: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     async with asyncio.timeout(timeout):
-        while text not in logs(where):
+        while text not in logs(where, whole=True):
             assert proc.poll() is None, f"bridge exited {proc.returncode}: {logs(where)}"
             await asyncio.sleep(0.1)
 
@@ -184,7 +184,7 @@ async def _takeover_run(cluster: Cluster, ns: str, tmp_path: Path, *, kill_node:
                 await asyncio.sleep(0.01)
         a_prefix = caller.events[0][1]
         assert {p for _, p in caller.events} == {a_prefix}, "the standby published while standby"
-        assert "now active" not in logs(tmp_path / "b")
+        assert "now active" not in logs(tmp_path / "b", whole=True)
         done_before = len(caller.executed)
         killed = time.monotonic()
         if kill_node:
@@ -230,7 +230,7 @@ async def _takeover_run(cluster: Cluster, ns: str, tmp_path: Path, *, kill_node:
         assert disagree == [], disagree[:10]
         assert not_executed_but_ok == [], not_executed_but_ok[:10]
         assert after, "the standby never published"
-        assert "now active" in logs(tmp_path / "b")
+        assert "now active" in logs(tmp_path / "b", whole=True)
     finally:
         if conn is not None:
             with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError):

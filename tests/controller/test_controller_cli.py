@@ -161,8 +161,8 @@ def test_first_presence_of_a_bridge_on_a_fresh_namespace_finds_its_exchange(rabb
     finally:
         assert stop(proc) == 0
         asyncio.run(delete_namespace(rabbitmq, ns))
-    assert "NOT_FOUND" not in logs(tmp_path)
-    assert "presence of default not published" not in logs(tmp_path)
+    assert "NOT_FOUND" not in logs(tmp_path, whole=True)
+    assert "presence of default not published" not in logs(tmp_path, whole=True)
 
 
 def test_readme_lists_the_settings_an_account_may_set():

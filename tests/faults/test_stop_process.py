@@ -169,4 +169,4 @@ async def test_a_second_signal_exits_at_once(tmp_path, aiohttp_server):
         release.set()
         await asyncio.to_thread(stop, proc)
     assert code == 128 + signal.SIGTERM, logs(tmp_path)
-    assert "second SIGTERM: exiting now" in logs(tmp_path)
+    assert "second SIGTERM: exiting now" in logs(tmp_path, whole=True)
