@@ -16,6 +16,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0)
@@ -39,6 +41,7 @@ class TcpProxy:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
+                await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):
@@ -53,6 +56,14 @@ class TcpProxy:
         for w in list(self._links):
             w.transport.abort()
         self._links.clear()
+
+    def hold(self) -> None:
+        """Stall every link without closing it (bytes wait in the proxy until ``release()``)."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        """Let held bytes flow again."""
+        self._flowing.set()
 
     def restore(self) -> None:
         """Accept links again."""

@@ -11,6 +11,7 @@ channel publishes; each consumer gets its own channel so its prefetch applies to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -195,11 +196,19 @@ class _AmqpSubscription:
         await self._channel.close()
 
 
+#: Seconds a publish waits for the broker's confirm. A broker that blocks publishers (memory or
+#: disk alarm) or a link that stalls without closing would otherwise hold the publisher for ever;
+#: past this the publish counts as not confirmed, which every caller already handles (events are
+#: published again with the same message_id, a reply's command is requeued).
+CONFIRM_TIMEOUT = 60.0
+
+
 class AmqpBus:
     """The :class:`bridge.bus.base.Bus` on RabbitMQ."""
 
     def __init__(self, connection: FailoverConnection) -> None:
         self._conn = connection
+        self.confirm_timeout = CONFIRM_TIMEOUT
         self._pub: AbstractRobustChannel | None = None
         self._decl: AbstractRobustChannel | None = None
         self._subs: list[_AmqpSubscription] = []
@@ -414,13 +423,21 @@ class AmqpBus:
             text = f"not published to {exchange!r}: the broker connection is down"
             raise BrokerAway(text)
         try:
-            await channel.basic_publish(
-                message.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=props,
-                mandatory=mandatory,
+            async with asyncio.timeout(self.confirm_timeout):
+                await channel.basic_publish(
+                    message.body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=props,
+                    mandatory=mandatory,
+                )
+        except TimeoutError as exc:
+            text = (
+                f"publish to {exchange!r} key {routing_key!r} not confirmed within"
+                f" {self.confirm_timeout:g}s (is the broker blocking publishers: a memory or disk"
+                " alarm?)"
             )
+            raise PublishFailed(text) from exc
         except aiormq.exceptions.PublishError:
             return False
         except (aiormq.exceptions.DeliveryError, *aio_pika.exceptions.CONNECTION_EXCEPTIONS) as exc:

@@ -162,3 +162,22 @@ async def test_a_slow_consumer_does_not_slow_the_bridge_or_others(rabbitmq, amqp
     finally:
         await bus.close()
         await conn.close()
+
+
+async def test_a_publish_the_broker_never_confirms_fails_after_the_confirm_timeout(proxied_bus):
+    """A stalled link (or a broker blocking publishers) must not hold a publisher for ever."""
+    from bridge.bus.base import OutMessage
+    from bridge.errors import PublishFailed
+
+    proxy, bus = proxied_bus
+    bus.confirm_timeout = 0.5
+    msg = OutMessage(b"{}", message_id="confirm-timeout")
+    assert await bus.publish("", "nowhere", msg, mandatory=False)
+    proxy.hold()  # the link stays open, but no confirm comes back
+    try:
+        async with asyncio.timeout(10):  # bounded by the bus, not by this guard
+            with pytest.raises(PublishFailed, match=r"not confirmed within 0\.5s"):
+                await bus.publish("", "nowhere", msg, mandatory=False)
+    finally:
+        proxy.release()
+    assert await bus.publish("", "nowhere", msg, mandatory=False)
