@@ -35,7 +35,7 @@ class User(msgspec.Struct, kw_only=True):
     uid: QQ
 
 
-class Friend(msgspec.Struct, kw_only=True):
+class Friend(msgspec.Struct, kw_only=True, gc=False):
     """A friend of the account."""
 
     category: str = "我的好友"
@@ -51,7 +51,7 @@ class Friend(msgspec.Struct, kw_only=True):
     vip_level: int = 0
 
 
-class GroupMember(msgspec.Struct, kw_only=True):
+class GroupMember(msgspec.Struct, kw_only=True, gc=False):
     """A member of a group, as seen from the account."""
 
     card: str | None = None
@@ -93,7 +93,7 @@ class Group(GroupBasic, kw_only=True):
     member: list[GroupMember] = msgspec.field(default_factory=list)
 
 
-class DiscussMember(msgspec.Struct, kw_only=True):
+class DiscussMember(msgspec.Struct, kw_only=True, gc=False):
     """A member of a discuss group; ``id`` is a string, as the original emits it."""
 
     client_type: str = "unknown"
