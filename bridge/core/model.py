@@ -7,6 +7,7 @@ the contact book applies property changes to them in place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import msgspec
@@ -90,7 +91,9 @@ class GroupBasic(msgspec.Struct, kw_only=True):
 class Group(GroupBasic, kw_only=True):
     """A group with its members; ``role`` is the account's own: attend, manage, create."""
 
-    member: list[GroupMember] = msgspec.field(default_factory=list)
+    # A list on the wire; in long-lived storage big groups hold a compact
+    # bridge.core.members.Members instead (a read-only Sequence).
+    member: Sequence[GroupMember] = msgspec.field(default_factory=list)
 
 
 class DiscussMember(msgspec.Struct, kw_only=True, gc=False):
