@@ -39,7 +39,7 @@ _DECODER: Final = msgspec.json.Decoder(list[GroupMember])
 
 
 def _decode(block: bytes) -> list[GroupMember]:
-    members: list[GroupMember] = _DECODER.decode(zlib.decompress(block))
+    members: list[GroupMember] = _DECODER.decode(b"[" + zlib.decompress(block) + b"]")
     return members
 
 
@@ -83,7 +83,8 @@ class Members(Sequence[GroupMember]):
         uids: array[int] = array("Q")
         it = iter(members)
         while chunk := list(islice(it, BLOCK)):
-            blocks.append(zlib.compress(_ENCODER.encode(chunk), 1))
+            # Without the list's brackets: raw() joins blocks as they decompress.
+            blocks.append(zlib.compress(_ENCODER.encode(chunk)[1:-1], 1))
             ids.extend(m.id for m in chunk)
             for m in chunk:
                 if m.uid == _NO_UID:
@@ -162,7 +163,15 @@ class Members(Sequence[GroupMember]):
     # --- encoding -----------------------------------------------------------------------
     def raw(self) -> msgspec.Raw:
         """The bus JSON of the member list, as encoding the plain list gives it."""
-        return msgspec.Raw(b"[" + b",".join(zlib.decompress(b)[1:-1] for b in self._blocks) + b"]")
+        if not self._blocks:
+            return msgspec.Raw(b"[]")
+        # One copy of each block into one buffer: a full get_group_info is hundreds of MB.
+        out = bytearray(b"[")
+        for block in self._blocks:
+            out += zlib.decompress(block)
+            out += b","
+        out[-1:] = b"]"
+        return msgspec.Raw(out)
 
     def nbytes(self) -> int:
         """Bytes held (blocks, columns and their object headers), for measurements."""

@@ -39,7 +39,7 @@ def group(members: list[GroupMember] | Members) -> Group:
     return Group(id=4_000_000_000, uid=200_000, name="压测群", member=members)
 
 
-@pytest.mark.parametrize("n", [1, 31, 32, 33, 64, 200])
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 64, 200])
 def test_packed_group_encodes_byte_for_byte_as_the_list(n: int) -> None:
     plain = people(n)
     packed = Members.pack(plain)
