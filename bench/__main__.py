@@ -41,7 +41,9 @@ async def run(parts: list[str], seconds: float, quick: bool, rounds: int = 3) ->
             results += await metrics_cost.run(seconds, rounds=1 if quick else rounds)
         elif part == "scale":
             if quick:
-                results += await scale.run(10, 20, 50)
+                # 100 members a group: packed (bridge.core.members), as big groups are.
+                results += await scale.run(10, 100, 50)
+                results += await asyncio.to_thread(scale.replica_memory, 10, 100, 50)
             else:
                 results += await scale.run()
                 # The million-member world (issue 15); its replica needs paged loading.

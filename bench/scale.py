@@ -31,6 +31,7 @@ from bench.common import (
 )
 from bridge.core.codec import encode
 from bridge.core.contacts import ContactBook
+from bridge.core.members import Members
 from bridge.core.model import Friend, Group
 from bridge.upstream.sim.world import default_world
 
@@ -150,6 +151,7 @@ def replica_memory(groups: int = 500, members: int = 2000, friends: int = 5000) 
             "s",
             notes=[f"{figures['body'] / 1e6:.0f} MB"],
         ),
+        Result("scale", "packed members: bytes held a member", figures["per_member"], "B"),
     ]
 
 
@@ -174,8 +176,16 @@ def _load_replica_book(groups: int, members: int, friends: int) -> dict[str, flo
         discusses,
     )
     del bodies, friend_body
+    packed = [g.member for g in book.groups if isinstance(g.member, Members)]
+    per_member = sum(m.nbytes() for m in packed) / max(sum(map(len, packed)), 1)
     assert sum(len(g.member) for g in book.groups) >= groups * members
-    return {"rss": rss_mb(os.getpid()), "base": base, "encode": encode_s, "body": size}
+    return {
+        "rss": rss_mb(os.getpid()),
+        "base": base,
+        "encode": encode_s,
+        "body": size,
+        "per_member": per_member,
+    }
 
 
 if __name__ == "__main__":
