@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from bridge.core import events as ev
+from bridge.core import members
 from bridge.core.codec import encode
 from bridge.core.model import Friend, Group, GroupMember, User
 from bridge.upstream.onebot import inbound
@@ -316,3 +317,24 @@ def test_ids_as_strings_translate_as_numbers(case: tuple[str, dict[str, Any]]):
         k: str(v) if k in ID_FIELDS and isinstance(v, int) else v for k, v in frame.items()
     }
     assert encode(translate(as_strings, book())) == encode(translate(frame, book()))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_at_names_the_member_by_the_exact_text_of_its_number(
+    packed: bool, monkeypatch: pytest.MonkeyPatch
+):
+    if packed:
+        monkeypatch.setattr(members, "PACK_AT", 1)
+    b = book()
+    b.groups[GROUP] = members.compact_group(b.groups[GROUP])
+    ats = [str(MEMBER), f"0{MEMBER}", "²", "٣", "None"]
+    frame = {
+        "post_type": "message",
+        "message_type": "group",
+        "group_id": GROUP,
+        "user_id": MEMBER,
+        "message": [{"type": "at", "data": {"qq": qq}} for qq in ats],
+    }
+    (event,) = translate(frame, b)
+    assert isinstance(event, ev.ReceivedGroupMessage)
+    assert event.content == f"@AliceCard @0{MEMBER} @² @٣ @None "

@@ -97,8 +97,9 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
         group = book.group(f.group_id)
 
         def name_of(qq: str) -> str:
-            # Only a number's exact decimal text names it (the text compare it replaces).
-            m = mb.first(group.member, uid=int(qq)) if qq.isdigit() and str(int(qq)) == qq else None
+            # Only a number's exact ASCII decimal text names it (as the text compare did).
+            number = int(qq) if qq.isascii() and qq.isdecimal() else None
+            m = mb.first(group.member, uid=number) if str(number) == qq else None
             return member_display(m) if m else qq
 
         content = content_of(segments, name_of)
