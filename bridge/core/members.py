@@ -30,7 +30,7 @@ from bridge.core.model import Group, GroupMember
 BLOCK: Final = 32
 #: Groups with at least this many members are packed; smaller ones stay plain lists.
 PACK_AT: Final = 64
-#: A uid of None in the uid column (QQ numbers are below it).
+#: A uid of None in the uid column; no id or uid may be this (QQ numbers are far below it).
 _NO_UID: Final = 2**64 - 1
 
 # The bus encoding (bridge.core.codec): compact, keys sorted. Blocks must be bytes of it.
@@ -48,10 +48,6 @@ def _cached(block: bytes) -> tuple[GroupMember, ...]:
     # Keyed by the block's content, so a replaced group can never read a stale entry.
     # Lookups come in bursts in a group (the account's own member for every message).
     return tuple(_decode(block))
-
-
-def _column(values: Iterable[int]) -> bytes:
-    return array("Q", values).tobytes()
 
 
 _WIDTH: Final = array("Q").itemsize
@@ -85,10 +81,11 @@ class Members(Sequence[GroupMember]):
         while chunk := list(islice(it, BLOCK)):
             # Without the list's brackets: raw() joins blocks as they decompress.
             blocks.append(zlib.compress(_ENCODER.encode(chunk)[1:-1], 1))
-            ids.extend(m.id for m in chunk)
             for m in chunk:
-                if m.uid == _NO_UID:
-                    raise OverflowError(m.uid)
+                # The last number stands for "no uid", and lookups never ask for it.
+                if _NO_UID in (m.id, m.uid):
+                    raise OverflowError(_NO_UID)
+                ids.append(m.id)
                 uids.append(_NO_UID if m.uid is None else m.uid)
         return cls(tuple(blocks), ids.tobytes(), uids.tobytes())
 

@@ -108,8 +108,13 @@ def test_compact_packs_big_lists_only() -> None:
     # Numbers the 64-bit columns cannot hold: the list is kept (correct, only bigger).
     huge = [*people(mb.PACK_AT), GroupMember(id=2**64, name="x")]
     assert mb.compact(huge) is huge
-    no_room = [*people(mb.PACK_AT), GroupMember(id=1, uid=2**64 - 1, name="x")]
-    assert mb.compact(no_room) is no_room
+    for reserved in (
+        GroupMember(id=1, uid=2**64 - 1, name="x"),
+        GroupMember(id=2**64 - 1, uid=1, name="x"),
+        GroupMember(id=-1, name="x"),
+    ):
+        no_room = [*people(mb.PACK_AT), reserved]
+        assert mb.compact(no_room) is no_room
 
 
 def test_book_keeps_big_groups_packed_through_updates() -> None:
