@@ -29,6 +29,7 @@ from bridge.core import messages as msgs
 from bridge.core.contacts import ContactBook
 from bridge.core.model import Group, GroupMember, basic
 from bridge.core.pacing import KeyedLocks, Pacer
+from bridge.core.pages import contacts_page
 from bridge.core.ports import SendOutcome, Upstream
 from bridge.errors import ActionFailed, UpstreamUnavailable
 from bridge.metrics import OFF, Metrics
@@ -120,6 +121,8 @@ class Executor:
                 return [basic(g) for g in book.groups]
             case c.GetDiscussInfo():
                 return book.discusses
+            case c.GetContactsPage():
+                return contacts_page(book, cmd)
             case c.SearchFriend():
                 return self._search(book.search_friends, cmd)
             case c.SearchGroup():

@@ -251,6 +251,10 @@ class CommandServer:
         self, d: Delivery, cmd: Command, name: str, mid: str | None
     ) -> tuple[bytes | None, str]:
         handed: list[bool] = []
+        # Reads change nothing, so running one again is harmless; recording their answers (a
+        # contact page is megabytes) would keep them in every bridge's memory for
+        # idempotency_hours.
+        recorded = mid if cmd.QUEUE != "query" else None
         # The caller's expiration, counted from now: the broker kept it at most that long.
         deadline = (
             asyncio.get_running_loop().time() + d.expiration_ms / 1000
@@ -280,7 +284,7 @@ class CommandServer:
             )
             log.warning("command %s (message_id %s) %s", name, mid, reason)
             return (
-                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid),
+                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), recorded),
                 "failed",
             )
         except RETRYABLE as exc:
@@ -288,7 +292,7 @@ class CommandServer:
                 # It reached the QQ side: trying again could do it twice.
                 reason = f"result unknown: {exc}"
                 return (
-                    await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid),
+                    await self._settle_failed(d, reason, unknown_reply(cmd, reason), recorded),
                     "unknown",
                 )
             if not d.redelivered:
@@ -302,7 +306,7 @@ class CommandServer:
                 return None, ""
             reason = f"failed twice: {exc}"
             return (
-                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid),
+                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), recorded),
                 "failed",
             )
         except Exception as exc:
@@ -311,17 +315,17 @@ class CommandServer:
             if handed:
                 reason = f"result unknown: {reason}"
                 return (
-                    await self._settle_failed(d, reason, unknown_reply(cmd, reason), mid),
+                    await self._settle_failed(d, reason, unknown_reply(cmd, reason), recorded),
                     "unknown",
                 )
             return (
-                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), mid),
+                await self._settle_failed(d, reason, failure_reply(cmd, reason, code=-5), recorded),
                 "failed",
             )
 
         self.executed += 1
         body = encode(result)
-        if mid and not await self._finish(mid, body):
+        if recorded and not await self._finish(recorded, body):
             await _settle(d, ack=False)
             return body, "ok"
         await self._answer(d, body, name)

@@ -39,6 +39,13 @@ MAX_SEGMENT_TEXT: Final = 4 << 20
 SEGMENT_TYPES: Final = frozenset(
     {"text", "face", "image", "record", "video", "at", "reply", "file"}
 )
+#: Most entries one get_contacts_page answer holds (a contact counts 1, each of its members 1
+#: more): about 20 MB of JSON, far below RabbitMQ's 128 MiB message size limit.
+MAX_PAGE_ENTRIES: Final = 100_000
+#: The entries of a page when the command does not say (about 2 MB of JSON).
+PAGE_ENTRIES: Final = 10_000
+#: The largest page cursor (a JSON number every client reads exactly: 2**53 - 1).
+MAX_CURSOR: Final = 2**53 - 1
 #: ``info`` of the 发送失败 reply to a send without content.
 EMPTY_CONTENT: Final = "消息内容为空 (content is empty)"
 
@@ -201,6 +208,42 @@ class GetDiscussInfo(_Command, kw_only=True, frozen=True, tag="get_discuss_info"
     QUEUE = "query"
 
 
+ContactKind = Literal["friend", "group", "discuss"]
+
+
+class GetContactsPage(_Command, kw_only=True, frozen=True, tag="get_contacts_page"):
+    """One page of the friends, groups (with members) or discuss groups, in list order.
+
+    An addition to Openqq, for replicas of large accounts: no answer comes near the broker's
+    message size limit. Ask with ``after`` 0, then with the ``next`` of each answer until it is
+    null. A page holds at most ``max_entries`` entries (a contact counts 1, each of its members
+    1 more), but always at least one contact, however many members it has. Contacts added
+    while a client pages come on later pages; one removed, or changed on a page already read,
+    is told by its event (apply the events received while paging after the last page). A
+    different ``generation`` than the first page's means the book was reloaded (a login):
+    start again.
+    """
+
+    QUEUE = "query"
+    kind: Annotated[ContactKind, msgspec.Meta(description="friend, group or discuss")]
+    after: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=MAX_CURSOR,
+            description="0 for the first page, else the next of the previous answer",
+        ),
+    ] = 0
+    max_entries: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=MAX_PAGE_ENTRIES,
+            description="most contacts plus members the page holds (at least one contact)",
+        ),
+    ] = PAGE_ENTRIES
+
+
 class SearchFriend(_Command, kw_only=True, frozen=True, tag="search_friend"):
     """Friends whose given attributes all equal the given values (text comparison)."""
 
@@ -270,6 +313,7 @@ Command = (
     | GetGroupInfo
     | GetGroupBasicInfo
     | GetDiscussInfo
+    | GetContactsPage
     | SearchFriend
     | SearchGroup
     | GetClientInfo
@@ -346,6 +390,39 @@ class ReloginReply(msgspec.Struct, kw_only=True):
     status: str
 
 
+class _Page(msgspec.Struct, kw_only=True, tag_field="kind"):
+    """A page of get_contacts_page (``kind`` tells which contacts ``items`` holds)."""
+
+    #: The ``after`` of the next page; null: this is the last one.
+    next: int | None
+    #: Contacts of this kind in the book now.
+    total: int
+    #: Their members now (0 for friends), for progress.
+    members: int
+    #: The book this page comes from; it changes when the bridge reloads it (a login).
+    generation: str
+
+
+class FriendPage(_Page, kw_only=True, tag="friend"):
+    """A page of friends."""
+
+    items: list[Friend]
+
+
+class GroupPage(_Page, kw_only=True, tag="group"):
+    """A page of groups with their members."""
+
+    items: list[Group]
+
+
+class DiscussPage(_Page, kw_only=True, tag="discuss"):
+    """A page of discuss groups with their members."""
+
+    items: list[Discuss]
+
+
+ContactsPage = FriendPage | GroupPage | DiscussPage
+
 Reply = (
     SendReply
     | StatusReply
@@ -357,6 +434,9 @@ Reply = (
     | list[Group]
     | list[GroupBasic]
     | list[Discuss]
+    | FriendPage
+    | GroupPage
+    | DiscussPage
 )
 
 #: The reply shapes of each command, for schemas and documentation.
@@ -372,6 +452,7 @@ REPLY_TYPES: dict[str, object] = {
     "get_group_info": list[Group],
     "get_group_basic_info": list[GroupBasic],
     "get_discuss_info": list[Discuss],
+    "get_contacts_page": ContactsPage,
     "search_friend": list[Friend] | StatusReply,
     "search_group": list[Group] | StatusReply,
     "get_client_info": ClientInfo,

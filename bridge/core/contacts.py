@@ -7,8 +7,11 @@ from the upstream's contact snapshot at login and kept current by applying its e
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from bridge.core import events as ev
@@ -56,17 +59,26 @@ def _number(value: object) -> int | None:
 
 
 class _Index(Generic[T]):
-    """Objects in list order, with id and uid indexes for the common lookups."""
+    """Objects in list order, with id and uid indexes for the common lookups.
+
+    Each object also gets a stamp when it enters the list, larger than every stamp before it
+    (kept while it is replaced in place, never reused): the cursor of paged reads, which stays
+    right while objects before it are removed (an offset would skip one).
+    """
 
     def __init__(self, key: Callable[[T], int]) -> None:
         self._key: Callable[[T], int] = key
         self.items: dict[int, T] = {}
+        # key -> stamp, in the order of items (both only ever append or drop keys).
+        self._stamps: dict[int, int] = {}
+        self._counter = itertools.count(1)
         # uid -> first object with it; the rare later ones in _more (placeholders, clashes).
         self._by_uid: dict[int, T] = {}
         self._more: dict[int, list[T]] = {}
 
     def reset(self, objs: Iterable[T]) -> None:
         self.items = {self._key(o): o for o in objs}
+        self._stamps = {k: next(self._counter) for k in self.items}
         self._reindex()
 
     def _reindex(self) -> None:
@@ -90,13 +102,22 @@ class _Index(Generic[T]):
         if old is not None:
             self._reindex()
         else:
+            self._stamps[self._key(obj)] = next(self._counter)
             self._index_uid(obj)
 
     def remove(self, key: int) -> T | None:
         obj = self.items.pop(key, None)
         if obj is not None:
+            del self._stamps[key]
             self._reindex()
         return obj
+
+    def after(self, stamp: int) -> Iterator[tuple[int, T]]:
+        """(stamp, object) of every object stamped after ``stamp``, in list order."""
+        # List order is stamp order: the first one after the cursor is found by bisection.
+        stamps = list(self._stamps.values())
+        start = bisect.bisect_right(stamps, stamp)
+        return zip(stamps[start:], itertools.islice(self.items.values(), start, None), strict=True)
 
     def _candidates(self, criteria: Criteria) -> Iterable[T]:
         # Ids compare as text (spec §3.1): only the exact decimal text of an id can match,
@@ -158,6 +179,9 @@ class ContactBook:
         self._friends: _Index[Friend] = _Index(lambda f: f.id)
         self._groups: _Index[Group] = _Index(lambda g: g.id)
         self._discusses: _Index[Discuss] = _Index(lambda d: d.id)
+        #: Names this book's contents since its last load: pages of different generations
+        #: do not fit together (their stamps are not comparable).
+        self.generation = uuid.uuid4().hex[:16]
 
     # --- loading -----------------------------------------------------------------------
     def load(
@@ -169,6 +193,7 @@ class ContactBook:
     ) -> None:
         """Replace everything with a fresh snapshot (login, relogin)."""
         self.user = user
+        self.generation = uuid.uuid4().hex[:16]
         self._friends.reset(friends)
         self._groups.reset(mb.compact_group(g) for g in groups)
         self._discusses.reset(discusses)
@@ -188,6 +213,22 @@ class ContactBook:
     def discusses(self) -> list[Discuss]:
         """Every discuss group, in list order."""
         return list(self._discusses.items.values())
+
+    def friends_after(self, stamp: int) -> Iterator[tuple[int, Friend]]:
+        """(stamp, friend) of the friends after a page cursor, in list order."""
+        return self._friends.after(stamp)
+
+    def groups_after(self, stamp: int) -> Iterator[tuple[int, Group]]:
+        """(stamp, group) of the groups after a page cursor, in list order."""
+        return self._groups.after(stamp)
+
+    def discusses_after(self, stamp: int) -> Iterator[tuple[int, Discuss]]:
+        """(stamp, discuss group) of the discuss groups after a page cursor, in list order."""
+        return self._discusses.after(stamp)
+
+    def counts(self) -> tuple[int, int, int]:
+        """How many friends, groups and discuss groups the book holds."""
+        return len(self._friends.items), len(self._groups.items), len(self._discusses.items)
 
     def find_friend(self, **criteria: object) -> Friend | None:
         """The first friend matching every given criterion (id, uid, name, displayname)."""

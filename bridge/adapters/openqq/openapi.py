@@ -48,7 +48,8 @@ COMMON = {
 }
 REPLIES: dict[str, Any] = {
     "check_event": list[dict[str, Any]],
-    **c.REPLY_TYPES,
+    # Only the commands the HTTP API has an endpoint for (get_contacts_page is bus-only).
+    **{name: reply for name, reply in c.REPLY_TYPES.items() if name in ROUTES},
 }
 ERROR_SHAPES: dict[str, Any] = {
     name: (c.SendReply if name.startswith("send_") else c.StatusReply) for name in ROUTES
