@@ -12,8 +12,10 @@ import msgspec
 
 from bridge.core.commands import Command
 from bridge.core.events import EVENT_TYPES, Event
+from bridge.core.members import enc_hook
 
-ENCODER: Final = msgspec.json.Encoder(order="sorted")
+# enc_hook: a group's packed members (bridge.core.members) encode as their plain list would.
+ENCODER: Final = msgspec.json.Encoder(order="sorted", enc_hook=enc_hook)
 COMMAND_DECODER: Final = msgspec.json.Decoder(Command)
 EVENT_DECODERS: Final = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
 

@@ -11,12 +11,11 @@ import bisect
 import itertools
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar
 
-import msgspec
-
 from bridge.core import events as ev
+from bridge.core import members as mb
 from bridge.core.model import (
     Discuss,
     DiscussMember,
@@ -148,6 +147,18 @@ class _Index(Generic[T]):
         return [o for o in self._candidates(criteria) if matches(o, criteria)]
 
 
+def _member_candidates(members: Sequence[GroupMember], criteria: Criteria) -> Iterable[GroupMember]:
+    # As _Index._candidates, from the member list itself: a packed list answers from its id
+    # and uid columns, so no index of any group's members is kept.
+    if "id" in criteria:
+        number = _number(criteria["id"])
+        return () if number is None else mb.matching(members, id=number)
+    if "uid" in criteria:
+        number = _number(criteria["uid"])
+        return () if number is None else mb.matching(members, uid=number)
+    return members
+
+
 def member_name(member: GroupMember, friends: Mapping[int, Friend]) -> str:
     """A group member's name in messages, as Mojo::Webqq gives it (``sender``, ``receiver``).
 
@@ -168,7 +179,6 @@ class ContactBook:
         self._friends: _Index[Friend] = _Index(lambda f: f.id)
         self._groups: _Index[Group] = _Index(lambda g: g.id)
         self._discusses: _Index[Discuss] = _Index(lambda d: d.id)
-        self._members: dict[int, _Index[GroupMember]] = {}
         #: Names this book's contents since its last load: pages of different generations
         #: do not fit together (their stamps are not comparable).
         self.generation = uuid.uuid4().hex[:16]
@@ -185,18 +195,8 @@ class ContactBook:
         self.user = user
         self.generation = uuid.uuid4().hex[:16]
         self._friends.reset(friends)
-        self._groups.reset(groups)
+        self._groups.reset(mb.compact_group(g) for g in groups)
         self._discusses.reset(discusses)
-        # Member indexes are built on first use: lookups in a group are rare, members many.
-        self._members = {}
-
-    def _member_index(self, group: Group) -> _Index[GroupMember]:
-        idx = self._members.get(group.id)
-        if idx is None:
-            idx = _Index(lambda m: m.id)
-            idx.reset(group.member)
-            self._members[group.id] = idx
-        return idx
 
     # --- reads -------------------------------------------------------------------------
     @property
@@ -245,7 +245,10 @@ class ContactBook:
     def find_member(self, group: Group, **criteria: object) -> GroupMember | None:
         """The member of ``group`` matching every given criterion (id, uid)."""
         current = self._groups.items.get(group.id, group)
-        return self._member_index(current).find(given(**criteria))
+        crit = given(**criteria)
+        if not crit:
+            return None
+        return next((m for m in _member_candidates(current.member, crit) if matches(m, crit)), None)
 
     @staticmethod
     def find_discuss_member(discuss: Discuss, **criteria: object) -> DiscussMember | None:
@@ -292,8 +295,7 @@ class ContactBook:
                 | ev.NewGroupMember(params=(_, g))
                 | ev.LoseGroupMember(params=(_, g))
             ):
-                self._groups.put(g)
-                self._members.pop(g.id, None)
+                self._groups.put(mb.compact_group(g))
             case (
                 ev.GroupMemberPropertyChange(params=(m, *_))
                 | ev.GroupMemberShutup(params=(m, _, _))
@@ -301,7 +303,6 @@ class ContactBook:
                 self._replace_member(m)
             case ev.LoseGroup(params=(g,)):
                 self._groups.remove(g.id)
-                self._members.pop(g.id, None)
             case (
                 ev.NewDiscuss(params=(d,))
                 | ev.NewDiscussMember(params=(_, d))
@@ -316,8 +317,8 @@ class ContactBook:
                 pass
 
     def _replace_member(self, member: GroupMember) -> None:
-        for gid, group in list(self._groups.items.items()):
-            if any(m.id == member.id for m in group.member):
-                members = [member if m.id == member.id else m for m in group.member]
-                self._groups.put(msgspec.structs.replace(group, member=members))
-                self._members.pop(gid, None)
+        # The id columns say which groups hold the member; only those are decoded.
+        for group in list(self._groups.items.values()):
+            if mb.has_id(group.member, member.id):
+                members = (member if m.id == member.id else m for m in group.member)
+                self._groups.put(mb.with_members(group, members))

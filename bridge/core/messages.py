@@ -16,6 +16,7 @@ import msgspec
 
 from bridge.core import events as ev
 from bridge.core.contacts import member_name
+from bridge.core.members import first
 from bridge.core.model import (
     Discuss,
     DiscussMember,
@@ -60,7 +61,7 @@ def of_discuss_member(member: DiscussMember) -> Party:
 
 def own_name_in(group: Group, user: User) -> str:
     """The account's name in a group as a message's receiver: card, else nick, else its own."""
-    me = next((m for m in group.member if m.id == user.id), None)
+    me = first(group.member, id=user.id)
     return member_display(me) if me is not None else user.name
 
 

@@ -7,6 +7,7 @@ the contact book applies property changes to them in place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import msgspec
@@ -35,7 +36,7 @@ class User(msgspec.Struct, kw_only=True):
     uid: QQ
 
 
-class Friend(msgspec.Struct, kw_only=True):
+class Friend(msgspec.Struct, kw_only=True, gc=False):
     """A friend of the account."""
 
     category: str = "我的好友"
@@ -51,7 +52,7 @@ class Friend(msgspec.Struct, kw_only=True):
     vip_level: int = 0
 
 
-class GroupMember(msgspec.Struct, kw_only=True):
+class GroupMember(msgspec.Struct, kw_only=True, gc=False):
     """A member of a group, as seen from the account."""
 
     card: str | None = None
@@ -90,10 +91,12 @@ class GroupBasic(msgspec.Struct, kw_only=True):
 class Group(GroupBasic, kw_only=True):
     """A group with its members; ``role`` is the account's own: attend, manage, create."""
 
-    member: list[GroupMember] = msgspec.field(default_factory=list)
+    # A list on the wire; in long-lived storage big groups hold a compact
+    # bridge.core.members.Members instead (a read-only Sequence).
+    member: Sequence[GroupMember] = msgspec.field(default_factory=list)
 
 
-class DiscussMember(msgspec.Struct, kw_only=True):
+class DiscussMember(msgspec.Struct, kw_only=True, gc=False):
     """A member of a discuss group; ``id`` is a string, as the original emits it."""
 
     client_type: str = "unknown"

@@ -17,6 +17,8 @@ import msgspec
 import pytest
 
 from bridge.core import events as ev
+from bridge.core import members
+from bridge.core.codec import encode
 from bridge.core.model import Friend, Group, GroupMember, User
 from bridge.upstream.onebot import inbound
 from bridge.upstream.onebot.book import Book
@@ -225,7 +227,7 @@ def test_every_event_frame_translates(case: tuple[str, dict[str, Any]]):
         return
     assert events, "no event: map it or list it as dropped in EXPECT"
     for e in events:
-        msgspec.json.encode(e)  # publishable
+        encode(e)  # publishable (the bus encoder: big groups' members are packed)
         if isinstance(e, ev.ReceivedGroupMessage | ev.ReceivedFriendMessage):
             assert e.sender_uid != ME  # [8] never received from oneself
             assert e.time < 10**11  # [16] seconds
@@ -314,6 +316,25 @@ def test_ids_as_strings_translate_as_numbers(case: tuple[str, dict[str, Any]]):
     as_strings = {
         k: str(v) if k in ID_FIELDS and isinstance(v, int) else v for k, v in frame.items()
     }
-    assert msgspec.json.encode(translate(as_strings, book())) == msgspec.json.encode(
-        translate(frame, book())
-    )
+    assert encode(translate(as_strings, book())) == encode(translate(frame, book()))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_at_names_the_member_by_the_exact_text_of_its_number(
+    packed: bool, monkeypatch: pytest.MonkeyPatch
+):
+    if packed:
+        monkeypatch.setattr(members, "PACK_AT", 1)
+    b = book()
+    b.groups[GROUP] = members.compact_group(b.groups[GROUP])
+    ats = [str(MEMBER), f"0{MEMBER}", "²", "٣", "None"]
+    frame = {
+        "post_type": "message",
+        "message_type": "group",
+        "group_id": GROUP,
+        "user_id": MEMBER,
+        "message": [{"type": "at", "data": {"qq": qq}} for qq in ats],
+    }
+    (event,) = translate(frame, b)
+    assert isinstance(event, ev.ReceivedGroupMessage)
+    assert event.content == f"@AliceCard @0{MEMBER} @² @٣ @None "

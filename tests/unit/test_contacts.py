@@ -1,13 +1,22 @@
 from typing import TypeVar
 
 import msgspec
+import pytest
 
 from bridge.core import events as ev
+from bridge.core import members
 from bridge.core.contacts import ContactBook
 from bridge.core.model import Friend, Group, GroupMember, basic
 from bridge.upstream.sim.world import default_world
 
 T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True, params=["plain", "packed"])
+def packing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: small groups as plain lists, and every group packed (bridge.core.members)."""
+    if request.param == "packed":
+        monkeypatch.setattr(members, "PACK_AT", 1)
 
 
 def must(x: T | None) -> T:

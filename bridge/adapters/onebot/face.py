@@ -48,12 +48,13 @@ from bridge.config import Settings, bot_target, parse_hostport
 from bridge.core import cqcode
 from bridge.core import events as ev
 from bridge.core.codec import decode_event
+from bridge.core.members import enc_hook
 from bridge.core.routing import Names, valid_name
 from bridge.netutil import start_site
 
 log = logging.getLogger(__name__)
 
-ENCODER = msgspec.json.Encoder()
+ENCODER = msgspec.json.Encoder(enc_hook=enc_hook)
 USER_AGENT = f"openqq-bridge/{__version__} OneBot/11"
 MAX_FRAME = 4 << 20
 #: Seconds a connecting bot waits for the account's QQ number before it is turned away.

@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.core import cqcode
 from bridge.core import events as ev
+from bridge.core import members as mb
 from bridge.core.contacts import ContactBook
 from bridge.core.events import Segment
 from bridge.core.model import Friend, Group, GroupMember
@@ -87,7 +88,7 @@ def _member(book: ContactBook, group_uid: int, user_id: int) -> GroupMember | No
 
 def _group_of(book: ContactBook, member: GroupMember) -> Group | None:
     # The property-change event names the member only; its group is the one holding it.
-    return next((g for g in book.groups if any(m.id == member.id for m in g.member)), None)
+    return next((g for g in book.groups if mb.has_id(g.member, member.id)), None)
 
 
 def _friend(book: ContactBook, user_id: int) -> Friend | None:

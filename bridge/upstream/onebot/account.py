@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from bridge.core import events as ev
+from bridge.core.members import compact_group
 from bridge.core.model import Discuss, DiscussMember, Friend, Group, GroupMember, User
 from bridge.core.ports import Emit, SendOutcome, Snapshot
 from bridge.errors import BufferFull
@@ -573,7 +574,7 @@ class OneBotAccount:
             info = OBGroup(
                 group_id=current.id, group_name=current.name, max_member_count=current.max_member
             )
-            updated = group_of(info, members, self.self_id)
+            updated = compact_group(group_of(info, members, self.self_id))
             book.groups[group.id] = updated
             book.loaded.add(group.id)
         await self._send_event(ev.UpdateGroup(params=(updated,)))

@@ -8,10 +8,10 @@ from its number (and whatever the frame said), since QQ is the authority, not th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import msgspec
-
+from bridge.core import members as mb
 from bridge.core.model import Friend, Group, GroupMember, User
 
 
@@ -35,7 +35,7 @@ class Book:
 
     def member(self, group: Group, uid: int, fallback: GroupMember | None = None) -> GroupMember:
         """The cached member, else ``fallback``, else one made up from the number."""
-        found = next((m for m in group.member if m.uid == uid), None)
+        found = mb.first(group.member, uid=uid)
         if found is not None:
             return found
         return fallback or GroupMember(id=uid, uid=uid, name=str(uid))
@@ -46,9 +46,9 @@ class Book:
             id=uid, uid=uid, name=nickname or "昵称未知", category="陌生人"
         )
 
-    def replace_members(self, group: Group, members: list[GroupMember]) -> Group:
-        """The group with these members (cached when the group is known)."""
-        updated = msgspec.structs.replace(group, member=members)
+    def replace_members(self, group: Group, members: Iterable[GroupMember]) -> Group:
+        """The group with these members, compacted (cached when the group is known)."""
+        updated = mb.with_members(group, members)
         if group.id in self.groups:
             self.groups[group.id] = updated
         return updated

@@ -16,6 +16,7 @@ import msgspec
 
 from bridge.core import cqcode
 from bridge.core import events as ev
+from bridge.core import members as mb
 from bridge.core import messages as msgs
 from bridge.core.model import Friend, GroupMember, member_display
 from bridge.core.segtext import content_of
@@ -96,7 +97,9 @@ def message(f: OBMessage, book: Book) -> ev.Event | None:
         group = book.group(f.group_id)
 
         def name_of(qq: str) -> str:
-            m = next((x for x in group.member if str(x.uid) == qq), None)
+            # Only a number's exact ASCII decimal text names it (as the text compare did).
+            number = int(qq) if qq.isascii() and qq.isdecimal() else None
+            m = mb.first(group.member, uid=number) if str(number) == qq else None
             return member_display(m) if m else qq
 
         content = content_of(segments, name_of)

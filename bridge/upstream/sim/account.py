@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from bridge.core import events as ev
+from bridge.core import members as mb
 from bridge.core import messages as msgs
 from bridge.core.model import (
     Discuss,
@@ -42,9 +43,13 @@ def _replace_prop(obj: Any, prop: str, value: object) -> Any:
     if prop not in type(obj).__struct_fields__ or prop in ("id", "member"):
         msg = f"{type(obj).__name__.lower()} has no changeable property {prop!r}"
         raise ValueError(msg)
-    data = msgspec.to_builtins(obj)
+    # The member list is not a property: validated without it, kept as it is (packed or not).
+    members = getattr(obj, "member", None)
+    bare = obj if members is None else msgspec.structs.replace(obj, member=[])
+    data = msgspec.to_builtins(bare)
     data[prop] = value
-    return msgspec.convert(data, type(obj))
+    new = msgspec.convert(data, type(obj))
+    return new if members is None else msgspec.structs.replace(new, member=members)
 
 
 class SimulatedAccount:
@@ -198,7 +203,7 @@ class SimulatedAccount:
                 msg = f"member {m.uid} is the {m.role} of group {g.uid}"
                 raise ActionFailed(msg)
         for m in members:
-            g = msgspec.structs.replace(g, member=[x for x in g.member if x.id != m.id])
+            g = mb.with_members(g, [x for x in g.member if x.id != m.id])
             self.world.groups[g.id] = g
             await self._send_event(ev.LoseGroupMember(params=(m, g)))
 
@@ -268,7 +273,7 @@ class SimulatedAccount:
                     },
                     Group,
                 )
-                w.groups[g.id] = g
+                w.groups[g.id] = mb.compact_group(g)
                 return ev.NewGroup(params=(g,))
             case inj.InjectLoseGroup():
                 g = self.world.group(req.group_id, req.group_uid)
@@ -283,13 +288,13 @@ class SimulatedAccount:
                     card=req.card,
                     join_time=now,
                 )
-                g = msgspec.structs.replace(g, member=[*g.member, m])
+                g = mb.with_members(g, [*g.member, m])
                 w.groups[g.id] = g
                 return ev.NewGroupMember(params=(m, g))
             case inj.InjectLoseGroupMember():
                 g = self.world.group(req.group_id, req.group_uid)
                 m = self.world.member(g, req.id, req.uid)
-                g = msgspec.structs.replace(g, member=[x for x in g.member if x.id != m.id])
+                g = mb.with_members(g, [x for x in g.member if x.id != m.id])
                 w.groups[g.id] = g
                 return ev.LoseGroupMember(params=(m, g))
             case inj.InjectNewDiscussMember():
@@ -321,7 +326,7 @@ class SimulatedAccount:
                 m = self.world.member(g, req.id, req.uid)
                 new_m: GroupMember = _replace_prop(m, req.property, req.value)
                 members = [new_m if x.id == m.id else x for x in g.member]
-                w.groups[g.id] = msgspec.structs.replace(g, member=members)
+                w.groups[g.id] = mb.with_members(g, members)
                 old = getattr(m, req.property)
                 return ev.GroupMemberPropertyChange(params=(new_m, req.property, old, req.value))
 

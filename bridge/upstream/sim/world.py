@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from bridge.core import members as mb
 from bridge.core.model import Discuss, DiscussMember, Friend, Group, GroupMember, User
 from bridge.errors import BridgeError
 
@@ -26,14 +27,17 @@ class NotFound(BridgeError, LookupError):
 _C = TypeVar("_C", Friend, Group, GroupMember, Discuss, DiscussMember)
 
 
+def _not_found(oid: object, uid: int | None, what: str, missing: str) -> NotFound:
+    return NotFound(f"{what} {uid if uid is not None else oid} {missing}")
+
+
 def _pick(items: Iterable[_C], oid: object, uid: int | None, what: str, missing: str) -> _C:
     """The first contact whose given id and uid (at least one) both match; NotFound else."""
     if oid is not None or uid is not None:
         for item in items:
             if oid in (None, item.id) and uid in (None, getattr(item, "uid", None)):
                 return item
-    msg = f"{what} {uid if uid is not None else oid} {missing}"
-    raise NotFound(msg)
+    raise _not_found(oid, uid, what, missing)
 
 
 @dataclass
@@ -53,7 +57,11 @@ class World:
     @staticmethod
     def member(group: Group, mid: int | None, muid: int | None) -> GroupMember:
         """A member of ``group``."""
-        return _pick(group.member, mid, muid, "member", f"not in group {group.uid}")
+        # By the id and uid columns of a packed group: no scan of thousands of members.
+        found = mb.first(group.member, id=mid, uid=muid)
+        if found is None:
+            raise _not_found(mid, muid, "member", f"not in group {group.uid}")
+        return found
 
     def friend(self, fid: int | None, fuid: int | None) -> Friend:
         """A friend of the account."""
@@ -174,13 +182,14 @@ def default_world(
             )
             for m in range(max(members_per_group - 1, 0))
         ]
+        # Packed at once: only one generated group's structs are alive at a time.
         groups.append(
             Group(
                 id=gid,
                 uid=200_000 + g,
                 name=f"压测群{g}",
                 role="manage",
-                member=members,
+                member=mb.compact(members),
             )
         )
     discuss = Discuss(
@@ -196,6 +205,6 @@ def default_world(
     return World(
         user=me,
         friends={f.id: f for f in friends},
-        groups={g.id: g for g in groups},
+        groups={g.id: mb.compact_group(g) for g in groups},
         discusses={discuss.id: discuss},
     )
