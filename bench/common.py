@@ -71,6 +71,10 @@ class CpuMeter:
     def stop(self) -> None:
         self.used = {k: cpu_seconds(p) - self.before[k] for k, p in self.pids.items()}
 
+    def total_per_request(self, requests: float) -> float:
+        """CPU microseconds per request, all processes together (0 without requests)."""
+        return sum(self.used.values()) / requests * 1e6 if requests > 0 else 0.0
+
     def per_request(self, requests: float) -> str:
         """CPU microseconds per request, by process."""
         if requests <= 0:
