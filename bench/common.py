@@ -71,6 +71,12 @@ class CpuMeter:
     def stop(self) -> None:
         self.used = {k: cpu_seconds(p) - self.before[k] for k, p in self.pids.items()}
 
+    def total_per_request(self, requests: float, *names: str) -> float:
+        """CPU microseconds per request of the named processes together (default: all)."""
+        if requests <= 0:
+            return 0.0
+        return sum(v for k, v in self.used.items() if not names or k in names) / requests * 1e6
+
     def per_request(self, requests: float) -> str:
         """CPU microseconds per request, by process."""
         if requests <= 0:

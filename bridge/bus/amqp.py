@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -415,7 +415,8 @@ class AmqpBus:
             timestamp=message.timestamp,
         )
         try:
-            channel = await self._publish_channel.get_underlay_channel()
+            # aiormq's Channel: its basic_publish takes ``wait``, which the abstract one lacks.
+            channel = cast(aiormq.Channel, await self._publish_channel.get_underlay_channel())
         except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
             text = f"not published to {exchange!r}: the broker connection is down ({exc!r})"
             raise BrokerAway(text) from exc
@@ -424,12 +425,18 @@ class AmqpBus:
             raise BrokerAway(text)
         try:
             async with asyncio.timeout(self.confirm_timeout):
+                # wait=False: hand the frame to the connection's writer and wait for the confirm
+                # only. aiormq's default holds the channel's lock until the frame is written, so
+                # every publish on the channel waited for the one before it to reach the socket
+                # (a loop pass each); the order stays the lock's and the writer's, and what is in
+                # flight stays bounded by the callers' windows, each waiting for its confirm.
                 await channel.basic_publish(
                     message.body,
                     exchange=exchange,
                     routing_key=routing_key,
                     properties=props,
                     mandatory=mandatory,
+                    wait=False,
                 )
         except TimeoutError as exc:
             text = (
