@@ -38,6 +38,10 @@ class Counter:
     """Counts deliveries and the time between the first and the last."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start counting afresh (a new round on the same queue)."""
         self.n = 0
         self.first = 0.0
         self.last = 0.0
@@ -148,16 +152,18 @@ async def run(seconds: float, rounds: int = 3, in_flight: int = 1000) -> list[Re
         raw = f"{ns}.raw"
         await ch.declare_exchange(raw, aio_pika.ExchangeType.TOPIC, auto_delete=True)
         await asyncio.to_thread(wait_running, proc)
+        ours = await _consumer(conn, f"{ns}.events", "receive_message.#")
+        limit = await _consumer(conn, raw, "receive_message.#")
         per_round = max(1.0, seconds / rounds)
         for i in range(rounds):
             for side in ("ours", "limit") if i % 2 == 0 else ("limit", "ours"):
-                # A fresh queue per round: nothing of the previous round is counted.
+                # Each round ends drained (_settled), so a round counts only its own events.
                 if side == "ours":
-                    counter = await _consumer(conn, f"{ns}.events", "receive_message.#")
-                    got[side].append(await _load_round(proc, counter, per_round))
+                    ours.reset()
+                    got[side].append(await _load_round(proc, ours, per_round))
                 else:
-                    counter = await _consumer(conn, raw, "receive_message.#")
-                    got[side].append(await _raw_round(raw, counter, per_round, in_flight))
+                    limit.reset()
+                    got[side].append(await _raw_round(raw, limit, per_round, in_flight))
     finally:
         await conn.close()
         await asyncio.to_thread(stop, proc)
