@@ -11,7 +11,6 @@ channel publishes; each consumer gets its own channel so its prefetch applies to
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -423,14 +422,16 @@ class AmqpBus:
             text = f"not published to {exchange!r}: the broker connection is down"
             raise BrokerAway(text)
         try:
-            async with asyncio.timeout(self.confirm_timeout):
-                await channel.basic_publish(
-                    message.body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=props,
-                    mandatory=mandatory,
-                )
+            # aiormq bounds the whole publish, confirm included, with its own timeout: one
+            # timer per publish instead of two.
+            await channel.basic_publish(
+                message.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=props,
+                mandatory=mandatory,
+                timeout=self.confirm_timeout,
+            )
         except TimeoutError as exc:
             text = (
                 f"publish to {exchange!r} key {routing_key!r} not confirmed within"
