@@ -2,16 +2,16 @@
 
 Limit, in the same run: the minimal relay of the same hop (bench/relay.py, its own process): an
 aiohttp server taking the same POST and publishing it confirmed and persistent with aio-pika to
-the same broker, drained by the same consumer. Both run for the whole part and are measured
-together, message by message: in each period of the rate the sender posts once to each, half
-a period apart (who goes first alternates round by round), so that whatever else the machine
-is doing weighs on both alike. Each round's ratio is reported beside the pooled figures.
+the same broker, drained by the same consumer. Both run for the whole part; rounds alternate
+between them (ours, relay, relay, ours, ...) so that a machine getting busier or quieter weighs
+on both, and each round's ratio is reported beside the pooled figures. (Measuring both at once,
+message by message, doubled the load: on this shared 2-core machine both went to seconds.)
 
 The sender runs in its own process (one per round, a fresh connection pool, warmed up for
 ``WARMUP`` seconds before it stamps) and stamps each message with CLOCK_MONOTONIC (shared by
 all processes of the machine); the consumer subtracts it on arrival.
 
-Sender usage: python -m bench.latency RATE SECONDS WARMUP URL...
+Sender usage: python -m bench.latency URL RATE SECONDS WARMUP T0
 """
 
 from __future__ import annotations
@@ -45,26 +45,24 @@ WARMUP = 0.5
 
 
 async def _paced(
-    rate: float, seconds: float, sends: list[Callable[[int], Awaitable[None]]]
+    t0: float, rate: float, seconds: float, send: Callable[[int], Awaitable[None]]
 ) -> None:
-    """Each ``rate`` times a second, each of ``sends`` once, spread evenly over the period."""
-    n = int(rate * seconds)
-    t0 = time.monotonic()
+    """``rate`` sends a second from CLOCK_MONOTONIC ``t0`` on, for ``seconds``."""
     tasks = []
-    for i in range(n):
-        for j, send in enumerate(sends):
-            delay = t0 + (i + j / len(sends)) / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(send(time.monotonic_ns())))
+    for i in range(int(rate * seconds)):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(send(time.monotonic_ns())))
     await asyncio.gather(*tasks)
 
 
-async def sender(urls: list[str], rate: float, seconds: float, warmup: float) -> None:
-    """The sending side, in its own process: ``warmup`` seconds unstamped, then stamped."""
+async def sender(url: str, rate: float, seconds: float, warmup: float, t0: float) -> None:
+    """One side's sender, in its own process: from ``t0`` on, ``warmup`` seconds unstamped,
+    then ``seconds`` stamped."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
 
-        def sending(url: str, prefix: str) -> Callable[[int], Awaitable[None]]:
+        def sending(prefix: str) -> Callable[[int], Awaitable[None]]:
             async def send(stamp: int) -> None:
                 payload = {
                     "type": "group_message",
@@ -79,8 +77,8 @@ async def sender(urls: list[str], rate: float, seconds: float, warmup: float) ->
 
             return send
 
-        await _paced(rate, warmup, [sending(u, "warm") for u in urls])
-        await _paced(rate, seconds, [sending(u, "lat") for u in urls])
+        await _paced(t0, rate, warmup, sending("warm"))
+        await _paced(t0 + warmup, rate, seconds, sending("lat"))
 
 
 class _Arrivals:
@@ -110,17 +108,15 @@ class _Arrivals:
         return out
 
 
-async def _round(
-    sides: dict[str, str], rate: float, seconds: float, arrivals: dict[str, _Arrivals]
-) -> dict[str, list[float]]:
-    """One sender for all sides (name -> URL), interleaved message by message."""
-    urls = list(sides.values())
+async def _round(url: str, rate: float, seconds: float, arrivals: _Arrivals) -> list[float]:
+    """One round of one side: its own sender process, started a second from now."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.latency", str(rate), str(seconds), str(WARMUP), *urls
-    )
+        sys.executable, "-m", "bench.latency", url, str(rate), str(seconds), str(WARMUP),
+        str(time.monotonic() + 1.0),
+    )  # fmt: skip
     if await proc.wait() != 0:
-        raise RuntimeError("latency sender failed")
-    return {name: await arrivals[name].take(int(rate * seconds)) for name in sides}
+        raise RuntimeError(f"latency sender for {url} failed")
+    return await arrivals.take(int(rate * seconds))
 
 
 def _ratios(ours: list[list[float]], limit: list[list[float]], p: float) -> str:
@@ -130,7 +126,7 @@ def _ratios(ours: list[list[float]], limit: list[list[float]], p: float) -> str:
 
 
 async def run(seconds: float, rate: float = 500, rounds: int = 3) -> list[Result]:
-    """``seconds`` of sending to both sides at ``rate`` each, in ``rounds`` rounds."""
+    """``seconds`` of sending per side, in ``rounds`` alternating rounds."""
     ns = new_namespace()
     relay_exchange = f"{ns}.relay"
     conn = await aio_pika.connect(AMQP_URL)
@@ -155,11 +151,8 @@ async def run(seconds: float, rate: float = 500, rounds: int = 3) -> list[Result
         got: dict[str, list[list[float]]] = {"ours": [], "relay": []}
         per_round = seconds / rounds
         for i in range(rounds):
-            # Who goes first in each period alternates round by round.
-            order = ("ours", "relay") if i % 2 == 0 else ("relay", "ours")
-            urls = {name: sides[name][0] for name in order}
-            for name, ms in (await _round(urls, rate, per_round, arrivals)).items():
-                got[name].append(ms)
+            for name in ("ours", "relay") if i % 2 == 0 else ("relay", "ours"):
+                got[name].append(await _round(sides[name][0], rate, per_round, arrivals[name]))
     finally:
         relay.terminate()
         await relay.wait()
@@ -190,4 +183,5 @@ async def run(seconds: float, rate: float = 500, rounds: int = 3) -> list[Result
 
 
 if __name__ == "__main__":
-    asyncio.run(sender(sys.argv[4:], float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])))
+    url, rate, seconds, warmup, t0 = sys.argv[1:6]
+    asyncio.run(sender(url, float(rate), float(seconds), float(warmup), float(t0)))
