@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bridge.core import events as ev
+from bridge.core import messages as msgs
 from bridge.outbox import PUBLISH_WINDOW, Outbox
 
 
@@ -21,17 +22,7 @@ class GatedPublisher:
 
 
 def message(text: str) -> ev.ReceivedFriendMessage:
-    return ev.ReceivedFriendMessage(
-        id=1,
-        time=0,
-        content=text,
-        sender="s",
-        sender_id=2,
-        sender_uid=3,
-        receiver="r",
-        receiver_id=4,
-        receiver_uid=5,
-    )
+    return msgs.received_friend(msgs.Said(1, 0, text), msgs.Party("s", 2, 3), msgs.Party("r", 4, 5))
 
 
 async def running(
