@@ -30,13 +30,13 @@ async def run(parts: list[str], seconds: float, quick: bool, rounds: int = 3) ->
         t0 = time.perf_counter()
         print(f"# {part} ...", file=sys.stderr, flush=True)
         if part == "ingest":
-            results += await ingest.run(seconds)
+            results += await ingest.run(seconds, rounds=rounds)
         elif part == "sends":
             results += await http.sends(seconds)
         elif part == "reads":
             results += await http.reads(seconds)
         elif part == "latency":
-            results += await latency.run(seconds, rate=100 if quick else 500)
+            results += await latency.run(seconds, rate=100 if quick else 500, rounds=rounds)
         elif part == "metrics":
             results += await metrics_cost.run(seconds, rounds=1 if quick else rounds)
         elif part == "scale":
@@ -98,7 +98,10 @@ def main() -> int:
         help="Prometheus metrics in the processes (default on; the part 'metrics' compares)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of the part 'metrics' (default 3)"
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating rounds of ingest, latency and metrics (default 3)",
     )
     args = parser.parse_args()
     if args.metrics == "off":

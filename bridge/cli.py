@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -344,6 +345,19 @@ async def _serve_controller(settings: Settings, accounts: dict[str, dict[str, st
     return 0
 
 
+def _freeze_heap() -> None:
+    """Take what the process holds once its account runs out of the cyclic collector's reach.
+
+    Modules, the contact book and the connections are long-lived: without this every full
+    collection walks them again, an 18 ms pause of the event path in a bridge with the small
+    example world (measured at 500 events/s), more with large contact books. Frozen objects
+    are still freed when no longer referenced; only cycles among them would stay. Once per
+    process: later logins leave at most a new contact book to the collector.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+
+
 def _on_signals(stop: Callable[[], None]) -> None:
     """The first SIGINT/SIGTERM stops gracefully (bounded); a second one exits at once."""
     loop = asyncio.get_running_loop()
@@ -470,6 +484,8 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             if isinstance(event, StateChange):
                 assert announcer is not None
                 announcer.changed()
+                if event.params[1] == "running":
+                    _freeze_heap()
 
         # Presence goes to the events exchange: it must exist before the first one.
         await declare_exchanges(bus, names)

@@ -148,14 +148,17 @@ class Bridge:
             self._msg_in.inc()
         elif kind[0] == "s":  # send_message.*
             self._msg_out.inc()
-        elif isinstance(event, ev.RiskControl):
-            self._risk.inc()
-        if isinstance(event, ev.StateChange):
-            self._on_state(event.params[1])
         else:
-            self.contacts.apply(event)
-        if self._files is not None:
-            self._files.on_event(event)
+            # Messages change no contact and no client file: only other events go there
+            # (the contacts' pattern match alone cost a message 3.5 us).
+            if isinstance(event, ev.RiskControl):
+                self._risk.inc()
+            if isinstance(event, ev.StateChange):
+                self._on_state(event.params[1])
+            else:
+                self.contacts.apply(event)
+            if self._files is not None:
+                self._files.on_event(event)
         if self._show is not None:
             self._show(event)
 

@@ -11,7 +11,6 @@ channel publishes; each consumer gets its own channel so its prefetch applies to
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -424,20 +423,21 @@ class AmqpBus:
             text = f"not published to {exchange!r}: the broker connection is down"
             raise BrokerAway(text)
         try:
-            async with asyncio.timeout(self.confirm_timeout):
-                # wait=False: hand the frame to the connection's writer and wait for the confirm
-                # only. aiormq's default holds the channel's lock until the frame is written, so
-                # every publish on the channel waited for the one before it to reach the socket
-                # (a loop pass each); the order stays the lock's and the writer's, and what is in
-                # flight stays bounded by the callers' windows, each waiting for its confirm.
-                await channel.basic_publish(
-                    message.body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=props,
-                    mandatory=mandatory,
-                    wait=False,
-                )
+            # wait=False: hand the frame to the connection's writer and wait for the confirm
+            # only. aiormq's default holds the channel's lock until the frame is written, so
+            # every publish on the channel waited for the one before it to reach the socket
+            # (a loop pass each); the order stays the lock's and the writer's, and what is in
+            # flight stays bounded by the callers' windows, each waiting for its confirm.
+            # aiormq's own timeout bounds the whole publish, confirm included (one timer).
+            await channel.basic_publish(
+                message.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=props,
+                mandatory=mandatory,
+                wait=False,
+                timeout=self.confirm_timeout,
+            )
         except TimeoutError as exc:
             text = (
                 f"publish to {exchange!r} key {routing_key!r} not confirmed within"
