@@ -12,7 +12,7 @@ import itertools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from bridge.core import events as ev
 from bridge.core import members as mb
@@ -171,6 +171,46 @@ def member_name(member: GroupMember, friends: Mapping[int, Friend]) -> str:
     return member_display(member)
 
 
+class WholeContact(NamedTuple):
+    """A friend, group or discuss group an event carries whole, or removes."""
+
+    contact: Friend | Group | Discuss
+    removed: bool
+
+
+def whole_contact(event: ev.Event) -> WholeContact | None:
+    """The contact an event sets as a whole (or removes), None for other events.
+
+    The one list of such events: the book applies them, and the adapter's replica lets a
+    later one of the same contact supersede an earlier one while it loads.
+    """
+    match event:
+        case ev.NewFriend(params=(f,)) | ev.FriendPropertyChange(params=(f, *_)):
+            return WholeContact(f, removed=False)
+        case (
+            ev.NewGroup(params=(g,))
+            | ev.UpdateGroup(params=(g,))
+            | ev.GroupPropertyChange(params=(g, *_))
+            | ev.NewGroupMember(params=(_, g))
+            | ev.LoseGroupMember(params=(_, g))
+        ):
+            return WholeContact(g, removed=False)
+        case (
+            ev.NewDiscuss(params=(d,))
+            | ev.NewDiscussMember(params=(_, d))
+            | ev.LoseDiscussMember(params=(_, d))
+        ):
+            return WholeContact(d, removed=False)
+        case ev.LoseFriend(params=(f,)):
+            return WholeContact(f, removed=True)
+        case ev.LoseGroup(params=(g,)):
+            return WholeContact(g, removed=True)
+        case ev.LoseDiscuss(params=(d,)):
+            return WholeContact(d, removed=True)
+        case _:
+            return None
+
+
 class ContactBook:
     """Friends, groups (with members) and discuss groups of one account."""
 
@@ -283,38 +323,37 @@ class ContactBook:
     # --- updates -----------------------------------------------------------------------
     def apply(self, event: ev.Event) -> None:
         """Bring the book up to date with one upstream event (messages change nothing)."""
+        change = whole_contact(event)
+        if change is not None:
+            self._apply_whole(change)
+            return
         match event:
-            case ev.NewFriend(params=(f,)) | ev.FriendPropertyChange(params=(f, *_)):
-                self._friends.put(f)
-            case ev.LoseFriend(params=(f,)):
-                self._friends.remove(f.id)
-            case (
-                ev.NewGroup(params=(g,))
-                | ev.UpdateGroup(params=(g,))
-                | ev.GroupPropertyChange(params=(g, *_))
-                | ev.NewGroupMember(params=(_, g))
-                | ev.LoseGroupMember(params=(_, g))
-            ):
-                self._groups.put(mb.compact_group(g))
             case (
                 ev.GroupMemberPropertyChange(params=(m, *_))
                 | ev.GroupMemberShutup(params=(m, _, _))
             ):
                 self._replace_member(m)
-            case ev.LoseGroup(params=(g,)):
-                self._groups.remove(g.id)
-            case (
-                ev.NewDiscuss(params=(d,))
-                | ev.NewDiscussMember(params=(_, d))
-                | ev.LoseDiscussMember(params=(_, d))
-            ):
-                self._discusses.put(d)
-            case ev.LoseDiscuss(params=(d,)):
-                self._discusses.remove(d.id)
             case ev.UserPropertyChange(params=(u, *_)):
                 self.user = u
             case _:
                 pass
+
+    def _apply_whole(self, change: WholeContact) -> None:
+        contact = change.contact
+        if isinstance(contact, Friend):
+            if change.removed:
+                self._friends.remove(contact.id)
+            else:
+                self._friends.put(contact)
+        elif isinstance(contact, Group):
+            if change.removed:
+                self._groups.remove(contact.id)
+            else:
+                self._groups.put(mb.compact_group(contact))
+        elif change.removed:
+            self._discusses.remove(contact.id)
+        else:
+            self._discusses.put(contact)
 
     def _replace_member(self, member: GroupMember) -> None:
         # The id columns say which groups hold the member; only those are decoded.

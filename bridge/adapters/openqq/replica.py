@@ -34,7 +34,7 @@ from bridge.bus.rpc import RpcClient
 from bridge.core import commands as c
 from bridge.core import events as ev
 from bridge.core.codec import decode_event
-from bridge.core.contacts import ContactBook
+from bridge.core.contacts import ContactBook, whole_contact
 from bridge.core.events import Login, StateChange
 from bridge.core.members import compact_group
 from bridge.core.model import Discuss, Friend, Group, User
@@ -68,31 +68,10 @@ def _subject(event: ev.Event, unique: Callable[[], int]) -> Hashable:
     earlier ones of that contact, so a burst of member joins keeps one copy of the group;
     other events each keep their place.
     """
-    match event:
-        case (
-            ev.NewGroup(params=(g,))
-            | ev.UpdateGroup(params=(g,))
-            | ev.GroupPropertyChange(params=(g, *_))
-            | ev.NewGroupMember(params=(_, g))
-            | ev.LoseGroupMember(params=(_, g))
-            | ev.LoseGroup(params=(g,))
-        ):
-            return ("group", g.id)
-        case (
-            ev.NewFriend(params=(f,))
-            | ev.FriendPropertyChange(params=(f, *_))
-            | ev.LoseFriend(params=(f,))
-        ):
-            return ("friend", f.id)
-        case (
-            ev.NewDiscuss(params=(d,))
-            | ev.NewDiscussMember(params=(_, d))
-            | ev.LoseDiscussMember(params=(_, d))
-            | ev.LoseDiscuss(params=(d,))
-        ):
-            return ("discuss", d.id)
-        case _:
-            return unique()
+    change = whole_contact(event)
+    if change is None:
+        return unique()
+    return (type(change.contact).__name__, change.contact.id)
 
 
 class _Held:
