@@ -27,10 +27,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, in MB (from /proc)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process, in MB (from /proc); ``VmHWM``: its peak so far."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 

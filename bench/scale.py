@@ -51,6 +51,7 @@ async def run(
         replica = await _replica_loaded(adapter, replica_wait)
         reads = [] if replica is None else await _reads(adapter, groups, friends)
         bridge_rss, adapter_rss = rss_mb(bridge.pid), rss_mb(adapter.pid)
+        bridge_peak, adapter_peak = rss_mb(bridge.pid, "VmHWM"), rss_mb(adapter.pid, "VmHWM")
     finally:
         await asyncio.to_thread(stop, adapter)
         await asyncio.to_thread(stop, bridge)
@@ -59,6 +60,7 @@ async def run(
     out = [
         Result("scale", f"bridge RSS at running ({shape})", at_running, "MB", target="<= 300 MB"),
         Result("scale", "bridge RSS after the adapter's reads", bridge_rss, "MB"),
+        Result("scale", "bridge peak RSS (start, replica load, reads)", bridge_peak, "MB"),
         Result("scale", "start to running (bridge)", to_running, "s", target="<= 5 s"),
     ]
     if replica is None:
@@ -73,6 +75,7 @@ async def run(
     return [
         *out,
         Result("scale", "adapter RSS (with its replica)", adapter_rss, "MB", target="<= 300 MB"),
+        Result("scale", "adapter peak RSS (replica load, full get_group_info)", adapter_peak, "MB"),
         Result("scale", "adapter replica loaded after running", replica, "s"),
         *reads,
     ]

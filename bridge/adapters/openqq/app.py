@@ -14,6 +14,7 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +38,42 @@ HTML = "text/html;charset=UTF-8"
 CODE_BRIDGE_UNAVAILABLE = -7
 _PATH = re.compile(r"/openqq/([a-z_]+)(?:\.[A-Za-z0-9]+)?/?")
 _CALLBACK = re.compile(r"[A-Za-z_$][0-9A-Za-z_$.]{0,127}")
+
+
+def _jsonp(params: Params) -> tuple[bytes, bytes]:
+    """What goes before and after the JSON: ``callback(`` and ``)`` for JSONP, else nothing."""
+    if last(params, "datatype") != "jsonp":
+        return b"", b""
+    callback = last(params, "callback") or ""
+    # The original inserts the callback unescaped; only a JS name is let through.
+    if not _CALLBACK.fullmatch(callback):
+        callback = f"jsoncallback{int(time.time())}"
+    return callback.encode() + b"(", b")"
+
+
+async def _stream(
+    request: web.Request, params: Params, answer: Answer, items: Sequence[object]
+) -> web.StreamResponse:
+    """Write a JSON array an item at a time: the same bytes as the whole, bounded memory.
+
+    Without a length the response is chunked (HTTP/1.1) or ends with the connection
+    (HTTP/1.0); each write waits while the client is slow to read, so at most about one
+    item's JSON is held beyond the book. ``items`` is a snapshot of references to objects
+    that are replaced, never changed, when the book changes.
+    """
+    before, after = _jsonp(params)
+    response = web.StreamResponse(
+        status=answer.status, headers={"Content-Type": answer.content_type}
+    )
+    await response.prepare(request)
+    await response.write(before + b"[")
+    for i, item in enumerate(items):
+        await response.write(b"," + dumps(item) if i else dumps(item))
+    await response.write(b"]" + after)
+    await response.write_eof()
+    return response
+
+
 CORS_PREFLIGHT = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "OPTIONS, HEAD, GET, POST",
@@ -79,6 +116,7 @@ class OpenqqApi:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """Every request, counted by route name and status code."""
+        response: web.StreamResponse
         if self.observer is not None and request.path in Observer.PATHS:
             endpoint = request.path[1:]
             response = await self._observe(request, self.observer)
@@ -100,7 +138,7 @@ class OpenqqApi:
                 return web.Response(status=403, text="auth failure\n")
         return await observer.handle(request)
 
-    async def _dispatch(self, request: web.Request) -> tuple[web.Response, str]:
+    async def _dispatch(self, request: web.Request) -> tuple[web.StreamResponse, str]:
         """Parameters, auth, OPTIONS, routing, JSONP; the answer and the route's name."""
         try:
             params = await read_params(request, max_bytes=self.opts.max_request_bytes)
@@ -127,19 +165,19 @@ class OpenqqApi:
             answer = Answer(b"api not found", HTML, 403)
         else:
             answer = await entry[1](self, params, request)
+        if answer.items is not None:
+            if request.method != "HEAD":
+                return await _stream(request, params, answer, answer.items), endpoint
+            answer = Answer(dumps(answer.items), answer.content_type, answer.status)
         return self._render(params, answer), endpoint
 
     @staticmethod
     def _render(params: Params, answer: Answer) -> web.Response:
-        body = answer.body
-        if last(params, "datatype") == "jsonp":
-            callback = last(params, "callback") or ""
-            # The original inserts the callback unescaped; only a JS name is let through.
-            if not _CALLBACK.fullmatch(callback):
-                callback = f"jsoncallback{int(time.time())}"
-            body = callback.encode() + b"(" + body + b")"
+        before, after = _jsonp(params)
         return web.Response(
-            status=answer.status, body=body, headers={"Content-Type": answer.content_type}
+            status=answer.status,
+            body=before + answer.body + after if before else answer.body,
+            headers={"Content-Type": answer.content_type},
         )
 
     # --- calls to the bridge --------------------------------------------------------------

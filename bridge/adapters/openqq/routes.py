@@ -8,7 +8,7 @@ a plain decimal number) are answered "not found" here, without a trip to the bri
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +37,22 @@ NUMERIC = frozenset({"id", "uid", "group_id", "group_uid", "discuss_id"})
 _DIGITS = re.compile(r"[0-9]{1,12}")
 
 
+#: Answers of lists holding more members than this are written a group at a time (about 4 MB).
+STREAM_MEMBERS = 20_000
+
+
 @dataclass(slots=True)
 class Answer:
-    """A rendered response before JSONP wrapping."""
+    """A rendered response before JSONP wrapping.
 
-    body: bytes
+    ``items``, when set, is a JSON array too big to hold encoded at once (a full
+    get_group_info of a million members is 200 MB): the app writes it one item at a time.
+    """
+
+    body: bytes = b""
     content_type: str = JSON
     status: int = 200
+    items: Sequence[object] | None = None
 
 
 Handler = Callable[[ApiContext, Params, web.Request], Awaitable[Answer]]
@@ -160,8 +169,13 @@ async def get_friend_info(api: ApiContext, _p: Params, _r: web.Request) -> Answe
 
 @route("get_group_info", post=False)
 async def get_group_info(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
-    """Every group with its members."""
-    return await _read(api, c.GetGroupInfo(), lambda: api.replica.book.groups)
+    """Every group with its members; a big book is written a group at a time (memory)."""
+    if api.replica.ready.is_set():
+        groups = api.replica.book.groups
+        if sum(len(g.member) for g in groups) > STREAM_MEMBERS:
+            return Answer(items=groups)
+        return Answer(dumps(groups))
+    return Answer(await api.call(c.GetGroupInfo()))
 
 
 @route("get_group_basic_info", post=False)
