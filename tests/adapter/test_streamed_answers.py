@@ -54,6 +54,6 @@ async def test_an_http_1_0_client_reads_a_streamed_list_to_the_close(api: Api, m
     finally:
         writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+    assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head
     assert b"chunked" not in head.lower()
     assert body == whole
