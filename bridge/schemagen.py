@@ -328,3 +328,9 @@ def _read(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
+
+
+if __name__ == "__main__":
+    # ``python -m bridge.schemagen [--check]`` does what ``openqq-bridge schemas`` does; without
+    # this the module ran, did nothing and exited 0, which looked like a passed check.
+    raise SystemExit(main("schemas", check="--check" in sys.argv[1:]))
