@@ -2,11 +2,19 @@
 
 ``<ns>.<account>.record`` is a stream (``x-queue-type: stream``): an append-only log,
 replicated on every node of the cluster like a quorum queue (Raft-style, a write is confirmed
-once a majority has it), kept ``idempotency_hours`` (``x-max-age``). Each entry is one message:
-``type`` ``started`` or ``done`` (the reply as body), ``message_id`` the command's. Writes are
-confirmed publishes: :meth:`started` returns only once the broker confirmed, and the executor
-hands nothing to QQ before that; :meth:`finish` returns once the outcome is confirmed, and the
+once a majority has it), kept ``idempotency_hours`` (``x-max-age``). Writes are confirmed
+publishes: :meth:`started` returns only once the broker confirmed, and the executor hands
+nothing to QQ before that; :meth:`finish` returns once the outcome is confirmed, and the
 command server acks only after that.
+
+Writes are committed in groups: the entries asked for while the previous writes are on their
+way to the broker go out together in one message, and each caller still returns only once the
+message holding its entry is confirmed. An entry alone is one message of ``type`` ``started``
+or ``done`` (the reply as body) with the command's ``message_id``; several are one message of
+``type`` ``batch`` whose body is a msgpack array of ``[kind, message_id, reply or nil]``. One
+message is confirmed whole or not at all, so a group is never half written. A stream publish
+costs the broker and the client the same whether it holds one entry or fifty: grouping is what
+keeps the record from costing more than the command it protects (BENCHMARKS.md, sends).
 
 :meth:`load` reads the stream from its first entry to its end before the bridge consumes any
 command. The end is found with a marker: the reader appends a ``marker`` entry with a fresh id
@@ -20,9 +28,11 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from bridge.bus.amqp import AmqpBus
@@ -36,6 +46,30 @@ log = logging.getLogger(__name__)
 READ_AHEAD = 2000
 #: Segment size: retention by age drops whole segments, so keep them small.
 SEGMENT_BYTES = 8_000_000
+#: Group messages on their way to the broker at once; entries asked for meanwhile wait and
+#: go out together in the next one.
+WRITES_IN_FLIGHT = 2
+#: Entries in one message at most (a reply is small; a read's answer is never recorded).
+GROUP_MAX = 256
+
+Kind = Literal["started", "done"]
+#: The body of a ``batch`` message: ``[kind, message_id, reply or nil]`` per entry.
+_Group = list[tuple[Kind, str, bytes | None]]
+_group_encoder = msgspec.msgpack.Encoder()
+_group_decoder = msgspec.msgpack.Decoder(_Group)
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    """One entry waiting to be written, and its caller's wait."""
+
+    kind: Kind | Literal["marker"]
+    message_id: str
+    reply: bytes | None
+    deadline: float
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 def record_arguments(hours: float) -> dict[str, Any]:
@@ -70,6 +104,14 @@ class StreamRecord:
         self._entries: dict[str, tuple[float, bytes | None]] = {}
         self.loaded = 0
         self._writes = 0
+        # Group commit: entries not sent yet, group messages on their way, the writer tasks.
+        self._waiting: list[_Entry] = []
+        self._in_flight = 0
+        self._flush_soon = False
+        self._writers: set[asyncio.Task[None]] = set()
+        #: Group messages written, and entries in them (the benchmark reports the ratio).
+        self.messages_written = 0
+        self.entries_written = 0
 
     async def declare(self) -> None:
         """Declare the stream (idempotent)."""
@@ -80,7 +122,10 @@ class StreamRecord:
         await self.declare()
         marker = f"marker-{uuid.uuid4().hex}"
         # Right after a node died the stream may be electing a leader: wait as long as a load.
-        await self._append("marker", marker, b"", self._load_timeout)
+        # A message of its own, never grouped: the reader looks for its type and id.
+        end = _Entry("marker", marker, None, asyncio.get_running_loop().time() + self._load_timeout)
+        await self._send([end])
+        await end.done
         seen_marker = asyncio.get_running_loop().create_future()
         entries: dict[str, tuple[float, bytes | None]] = {}
         count = 0
@@ -95,6 +140,8 @@ class StreamRecord:
                 entries.setdefault(mid, (_when(msg), None))
             elif mid and kind == "done":
                 entries[mid] = (_when(msg), msg.body)
+            elif kind == "batch":
+                _apply_group(entries, msg, self.stream)
             await msg.ack()
 
         ch = await self._bus.connection.channel()
@@ -134,12 +181,12 @@ class StreamRecord:
         return Seen("done", got[1])
 
     async def started(self, message_id: str) -> None:
-        await self._append("started", message_id, b"", self._write_timeout)
+        await self._write("started", message_id, None, self._write_timeout)
         self._entries.setdefault(message_id, (time.time(), None))
         self._tick()
 
     async def finish(self, message_id: str, reply: bytes) -> None:
-        await self._append("done", message_id, reply, self._finish_timeout)
+        await self._write("done", message_id, reply, self._finish_timeout)
         self._entries[message_id] = (time.time(), reply)
         self._tick()
 
@@ -150,37 +197,131 @@ class StreamRecord:
             horizon = time.time() - self._hours * 3600
             self._entries = {k: v for k, v in self._entries.items() if v[0] >= horizon}
 
-    async def _append(self, kind: str, message_id: str, body: bytes, seconds: float) -> None:
-        """Publish one entry until the broker confirms it; PublishFailed after ``seconds``."""
-        msg = OutMessage(
-            body=body,
-            message_id=message_id,
-            type=kind,
-            timestamp=datetime.now(UTC),
-            content_type="application/octet-stream",
-        )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        delay = 0.05
-        while True:
-            try:
-                if await self._bus.publish("", self.stream, msg, mandatory=True):
-                    return
-                reason = "returned unroutable (the stream is missing)"
-            except PublishFailed as exc:
-                reason = str(exc)
-            if loop.time() + delay > deadline:
-                text = (
-                    f"command record {self.stream}: {kind} of {message_id} not confirmed: {reason}"
-                )
-                raise PublishFailed(text)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    async def _write(
+        self, kind: Kind, message_id: str, reply: bytes | None, seconds: float
+    ) -> None:
+        """Queue one entry for the next group message; return once that one is confirmed."""
+        entry = _Entry(kind, message_id, reply, asyncio.get_running_loop().time() + seconds)
+        self._waiting.append(entry)
+        self._schedule()
+        try:
+            await entry.done
+        except asyncio.CancelledError:
+            # Not sent yet: never written. Already sent: it may be, as with any publish.
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+            raise
 
-    async def close(self) -> None:
-        """Nothing held between calls."""
+    def _schedule(self) -> None:
+        if self._in_flight == 0:
+            # Nothing on its way: waiting would only add a loop turn to this entry.
+            self._flush()
+        elif not self._flush_soon and self._in_flight < WRITES_IN_FLIGHT:
+            # One loop turn later, so the entries asked for in this turn go out together.
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        while self._waiting and self._in_flight < WRITES_IN_FLIGHT:
+            group, self._waiting = self._waiting[:GROUP_MAX], self._waiting[GROUP_MAX:]
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._writer(group))
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+
+    async def _writer(self, group: list[_Entry]) -> None:
+        try:
+            if await self._send(group):
+                self.messages_written += 1
+                self.entries_written += len(group)
+        finally:
+            self._in_flight -= 1
+            if self._waiting:
+                self._schedule()
+
+    async def _send(self, group: list[_Entry]) -> bool:
+        """Publish a group until the broker confirms it (True); each entry fails at its own
+        deadline (False once all have)."""
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        try:
+            while group := [e for e in group if not e.done.done()]:
+                try:
+                    routed = await self._bus.publish(
+                        "", self.stream, _message(group), mandatory=True
+                    )
+                    reason = "returned unroutable (the stream is missing)"
+                except PublishFailed as exc:
+                    routed, reason = False, str(exc)
+                if routed:
+                    for e in group:
+                        if not e.done.done():
+                            e.done.set_result(None)
+                    return True
+                for e in group:
+                    if loop.time() + delay > e.deadline and not e.done.done():
+                        text = (
+                            f"command record {self.stream}: {e.kind} of {e.message_id}"
+                            f" not confirmed: {reason}"
+                        )
+                        e.done.set_exception(PublishFailed(text))
+                if all(e.done.done() for e in group):
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            return False
+        except asyncio.CancelledError:
+            for e in group:
+                if not e.done.done():
+                    e.done.set_exception(PublishFailed(f"command record {self.stream}: closed"))
+            raise
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Let the group messages on their way be confirmed (bounded), then stop them."""
+        if self._writers:
+            _, pending = await asyncio.wait(list(self._writers), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
 
 
 def _when(msg: AbstractIncomingMessage) -> float:
     ts = msg.timestamp
     return ts.timestamp() if ts is not None else time.time()
+
+
+def _message(group: list[_Entry]) -> OutMessage:
+    """One entry as its own ``started``/``done`` message, several as one ``batch``."""
+    kind: str
+    if len(group) == 1:
+        e = group[0]
+        kind, message_id, body = e.kind, e.message_id, e.reply or b""
+    else:
+        kind, message_id = "batch", None
+        body = _group_encoder.encode([(e.kind, e.message_id, e.reply) for e in group])
+    return OutMessage(
+        body=body,
+        message_id=message_id,
+        type=kind,
+        timestamp=datetime.now(UTC),
+        content_type="application/octet-stream",
+    )
+
+
+def _apply_group(
+    entries: dict[str, tuple[float, bytes | None]], msg: AbstractIncomingMessage, stream: str
+) -> None:
+    """Read a ``batch`` message into ``entries``; an unreadable one is logged and skipped."""
+    try:
+        group = _group_decoder.decode(msg.body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("command record %s: unreadable batch entry skipped: %s", stream, exc)
+        return
+    when = _when(msg)
+    for kind, mid, reply in group:
+        if kind == "started":
+            entries.setdefault(mid, (when, None))
+        else:
+            entries[mid] = (when, reply or b"")
