@@ -36,6 +36,7 @@ from yarl import URL
 
 from bridge import brokerurls
 from bridge.brokerurls import redact
+from bridge.bus import coalesce
 from bridge.bus.base import Handler, Headers, OutMessage, Subscription
 from bridge.errors import BrokerAway, BrokerUnavailable, ConfigError, PublishFailed
 
@@ -117,6 +118,9 @@ class FailoverConnection(aio_pika.RobustConnection):
         self.urls = [URL(u) for u in urls]
         self._at = start % len(self.urls)
         super().__init__(self.urls[self._at], **kwargs)
+        if coalesce.SUPPORTED:
+            # Passed on to every aiormq connection this one makes, reconnects included.
+            self.kwargs["transport_factory"] = coalesce.CoalescingTransportFactory()
 
     async def _on_connection_close(self, closing: Any) -> None:
         await super()._on_connection_close(closing)
@@ -202,8 +206,15 @@ class _AmqpSubscription:
 CONFIRM_TIMEOUT = 60.0
 
 
+#: RabbitMQ's ``max_message_size`` default in 3.8 to 3.13 (4.0 lowered it to 16 MiB). A reply
+#: over it is refused by the broker, which closes the publishing channel.
+MAX_MESSAGE_BYTES = 128 * 2**20
+
+
 class AmqpBus:
     """The :class:`bridge.bus.base.Bus` on RabbitMQ."""
+
+    max_message_bytes: int | None = MAX_MESSAGE_BYTES
 
     def __init__(self, connection: FailoverConnection) -> None:
         self._conn = connection
