@@ -76,6 +76,9 @@ class Subscription(Protocol):
 class Bus(Protocol):
     """What the bridge needs from a broker."""
 
+    #: The largest message body the broker takes (None: no limit).
+    max_message_bytes: int | None
+
     async def declare_exchange(self, name: str, *, auto_delete: bool = False) -> None:
         """Declare a durable topic exchange (idempotent)."""
 

@@ -53,6 +53,9 @@ from bridge.store import CommandRecord
 
 log = logging.getLogger(__name__)
 
+#: Bytes kept free under the broker's message limit for a reply's properties and headers.
+REPLY_HEADROOM = 64 * 1024
+
 #: Called by the executor right before an action reaches the QQ side.
 Handover = Callable[[], Awaitable[None]]
 Executor = Callable[[Command, Handover], Awaitable[Any]]
@@ -325,6 +328,17 @@ class CommandServer:
 
         self.executed += 1
         body = encode(result)
+        limit = self._bus.max_message_bytes
+        if limit is not None and len(body) > limit - REPLY_HEADROOM:
+            # The broker would refuse the reply: the delivery would be requeued and run again
+            # for ever (reads are not recorded). A clear error instead.
+            reason = (
+                f"answer too large for the broker: {len(body):,} bytes, over the"
+                f" {limit - REPLY_HEADROOM:,} a reply may carry; read the contacts in pages"
+                " with get_contacts_page"
+            )
+            log.warning("command %s (message_id %s) not answered in full: %s", name, mid, reason)
+            body = encode(failure_reply(cmd, reason, code=-5))
         if recorded and not await self._finish(recorded, body):
             await _settle(d, ack=False)
             return body, "ok"

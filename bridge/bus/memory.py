@@ -230,6 +230,9 @@ class MemoryBroker:
 class MemoryBus:
     """The :class:`bridge.bus.base.Bus` over a :class:`MemoryBroker` (shared per process)."""
 
+    #: In-process: no limit.
+    max_message_bytes: int | None = None
+
     def __init__(self, broker: MemoryBroker | None = None) -> None:
         self.broker = broker or MemoryBroker()
         self._subs: list[_Consumer] = []

@@ -245,3 +245,42 @@ def test_page_answers_decode_only_as_their_kind():
     body = encode(contacts_page(world(), c.GetContactsPage(kind="friend")))
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(body, type=c.GroupPage)
+
+
+async def test_loaded_waits_for_a_load_under_way_and_no_longer() -> None:
+    rpc = BookRpc(world())
+    answer = rpc.call
+    gate = asyncio.Event()
+
+    async def held(account: str, cmd: c.Command, *, timeout: float) -> bytes:
+        await gate.wait()
+        return await answer(account, cmd, timeout=timeout)
+
+    rpc.call = held  # type: ignore[method-assign]
+    r = replica_of(rpc)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert not await r.loaded(5), "no load under way: nothing to wait for"
+    assert loop.time() - began < 0.5
+    r.reload()
+    assert not await r.loaded(0.05), "still loading after its wait"
+    loop.call_later(0.05, gate.set)
+    assert await r.loaded(5)
+    assert r.book.groups == rpc.book.groups
+    await r.close()
+
+
+async def test_loaded_gives_up_when_the_load_fails() -> None:
+    rpc = BookRpc(world())
+
+    async def broken(account: str, cmd: c.Command, *, timeout: float) -> bytes:
+        raise ValueError("not an answer (test)")
+
+    rpc.call = broken  # type: ignore[method-assign]
+    r = replica_of(rpc)
+    r.reload()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert not await r.loaded(5)
+    assert loop.time() - began < 1
+    await r.close()

@@ -294,6 +294,24 @@ class ContactReplica:
             len(held),
         )
 
+    async def loaded(self, wait: float) -> bool:
+        """Whether the replica is ready, waiting up to ``wait`` seconds for a load under way.
+
+        An answer too big for one message (a whole ``get_group_info`` of a large account)
+        can only come from the replica: right after a start it is worth waiting for.
+        """
+        if self.ready.is_set():
+            return True
+        loading = self._loading
+        if loading is None or loading.done():
+            return False
+        ready = asyncio.get_running_loop().create_task(self.ready.wait())
+        try:
+            await asyncio.wait({ready, loading}, timeout=wait, return_when="FIRST_COMPLETED")
+        finally:
+            ready.cancel()
+        return self.ready.is_set()
+
     def reload(self) -> None:
         """Start a (re)load in the background, replacing one already running."""
         if self._loading is not None:

@@ -170,7 +170,9 @@ async def get_friend_info(api: ApiContext, _p: Params, _r: web.Request) -> Answe
 @route("get_group_info", post=False)
 async def get_group_info(api: ApiContext, _p: Params, _r: web.Request) -> Answer:
     """Every group with its members; a big book is written a group at a time (memory)."""
-    if api.replica.ready.is_set():
+    # The whole book in one reply from the bridge is refused by the broker past its message
+    # limit: while the replica loads (right after a start), wait for it instead.
+    if await api.replica.loaded(api.opts.rpc_timeout):
         groups = api.replica.book.groups
         if sum(len(g.member) for g in groups) > STREAM_MEMBERS:
             return Answer(items=groups)
