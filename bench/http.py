@@ -1,7 +1,10 @@
 """HTTP parts: sync sends and reads through the adapter, under wrk at 32 connections.
 
 Sends: GET /openqq/send_group_message -> adapter -> RabbitMQ -> bridge -> simulated account and
-back. Two limits, each an aiohttp endpoint doing one aio-pika request/reply per request, answered
+back, to 32 groups (wrk picks the next group for each request) and to one group. Sends to one
+conversation are handed to QQ one at a time in arrival order, each after its ``started`` entry
+is confirmed by the broker (the exactly-once record), so one group measures that lane: one
+record write in sequence per send, which the limits do not have. Two limits, each an aiohttp endpoint doing one aio-pika request/reply per request, answered
 by a plain aio-pika responder (two processes, as adapter and bridge are): the durable one has a
 bridge command's guarantees (persistent request on a durable queue, mandatory and confirmed;
 manual ack after a confirmed persistent event and the reply), the transient one none of them.
@@ -38,6 +41,17 @@ from bench.common import (
 )
 
 CONNECTIONS = 32
+#: Groups the sends go to (the simulated world's generated groups, uid 200000 + i).
+SEND_GROUPS = 32
+#: wrk script: each request to the next of the SEND_GROUPS groups.
+_ROTATE = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/openqq/send_group_message?uid=" .. (200000 + counter % GROUPS)
+                    .. "&content=bench")
+end
+"""
 
 
 @dataclass
@@ -58,16 +72,20 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def wrk(url: str, seconds: float) -> Wrk:
-    """Run wrk (Debian package) and parse its report."""
+def wrk(url: str, seconds: float, script: str | None = None) -> Wrk:
+    """Run wrk (Debian package) and parse its report; ``script`` is a wrk Lua script."""
     exe = shutil.which("wrk")
     if exe is None:
         msg = "wrk is not installed: apt-get install wrk"
         raise RuntimeError(msg)
-    out = subprocess.run(
-        [exe, "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s", url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script or "")
+        lua.flush()
+        out = subprocess.run(
+            [exe, "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency",
+             "--timeout", "10s", *(["-s", lua.name] if script else []), url],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     # Anchored: the Stdev column of the thread stats ("71.50%") must not pass for the 50% line.
     p50 = re.search(r"^\s*50%\s+(\S+)", out, re.MULTILINE)
@@ -98,18 +116,22 @@ def _kill(p: subprocess.Popen[bytes]) -> None:
         p.kill()
 
 
-async def our_sends(seconds: float, **settings: str) -> tuple[Wrk, CpuMeter]:
-    """wrk on send_group_message: adapter and bridge as separate processes."""
+async def our_sends(
+    seconds: float, *, groups: int = SEND_GROUPS, **settings: str
+) -> tuple[Wrk, CpuMeter]:
+    """wrk on send_group_message to ``groups`` groups (1: PERL学习交流 alone), adapter and
+    bridge as separate processes."""
     ns = new_namespace()
-    bridge = start("bridge", ns, **settings)
+    bridge = start("bridge", ns, sim_groups=str(SEND_GROUPS), **settings)
     adapter = start("adapter", ns, **settings)
     try:
         await asyncio.to_thread(wait_running, bridge)
         url = adapter.url("/openqq/send_group_message?uid=67890&content=bench")
         await wait_http(adapter.url("/openqq/get_user_info"))
+        script = _ROTATE.replace("GROUPS", str(groups)) if groups > 1 else None
         cpu = CpuMeter(adapter=adapter.pid, bridge=bridge.pid, broker=broker_pid())
         cpu.start()
-        ours = await asyncio.to_thread(wrk, url, seconds)
+        ours = await asyncio.to_thread(wrk, url, seconds, script)
         cpu.stop()
     finally:
         await asyncio.to_thread(stop, adapter)
@@ -161,17 +183,20 @@ async def sends(seconds: float) -> list[Result]:
     # busier or quieter during the run weighs on both sides.
     before, before_cpu = await _limit(seconds, durable=True)
     ours, cpu = await our_sends(seconds)
+    lane, lane_cpu = await our_sends(seconds, groups=1)
     after, after_cpu = await _limit(seconds, durable=True)
     raw, raw_cpu = await _limit(seconds, durable=False)
     durable_rps = (before.rps + after.rps) / 2
     # The processes apart from the broker: its CPU time counts every client of the broker
     # during the run, other work on the machine included.
     ours_us = cpu.total_per_request(ours.rps * seconds, "adapter", "bridge")
+    lane_us = lane_cpu.total_per_request(lane.rps * seconds, "adapter", "bridge")
     limit_us = (before_cpu.total_per_request(before.rps * seconds, "server", "responder")
                 + after_cpu.total_per_request(after.rps * seconds, "server", "responder")) / 2  # fmt: skip
     notes = [
         f"durable limit before {before.rps:,.0f}, after {after.rps:,.0f}",
-        f"errors: ours {ours.errors}, durable {before.errors + after.errors}, transient {raw.errors}",
+        f"errors: ours {ours.errors}, one group {lane.errors}, durable"
+        f" {before.errors + after.errors}, transient {raw.errors}",
         f"CPU us/request, adapter + bridge {ours_us:,.0f}, durable server + responder"
         f" {limit_us:,.0f} (limit/ours {limit_us / ours_us if ours_us else float('nan'):.2f})",
         cpu.per_request(ours.rps * seconds),
@@ -179,7 +204,12 @@ async def sends(seconds: float) -> list[Result]:
         "after " + after_cpu.per_request(after.rps * seconds),
         "transient limit " + raw_cpu.per_request(raw.rps * seconds),
     ]
-    what = f"sync send_group_message, {CONNECTIONS} connections"
+    lane_notes = [
+        f"one record write in sequence per send (the lane); CPU us/request adapter + bridge"
+        f" {lane_us:,.0f}",
+        lane_cpu.per_request(lane.rps * seconds),
+    ]
+    what = f"sync send_group_message, {CONNECTIONS} connections, {SEND_GROUPS} groups"
     durable_is = (
         "aiohttp + one durable request/reply with a confirmed persistent event (two processes)"
     )
@@ -191,6 +221,8 @@ async def sends(seconds: float) -> list[Result]:
                "aiohttp + one transient aio-pika request/reply (two processes)"),
         Result("sends", "p50 latency", ours.p50_ms, "ms", durable_p50, "durable limit"),
         Result("sends", "p99 latency", ours.p99_ms, "ms", durable_p99, "durable limit"),
+        Result("sends", f"the same, {CONNECTIONS} connections to one group", lane.rps, "req/s",
+               durable_rps, durable_is, "", lane_notes),
     ]  # fmt: skip
 
 
