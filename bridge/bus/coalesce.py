@@ -7,11 +7,12 @@ per command (the record entry, the event, the reply, the ack) and a loop turn ha
 commands, so these calls were the largest single cost of the bridge and of the adapter (27 %
 and 15 % of their CPU time, py-spy under ``python -m bench --parts sends``).
 
-:class:`CoalescingWriter` keeps what is written during a loop turn and hands it to the
-transport as one buffer once the loop has no other callback ready (those may write too), at
-most ``MAX_TURNS`` turns later or at ``MAX_KEPT`` writes. ``close`` and ``write_eof`` write
-what is kept first; ``drain`` is flow control only, as asyncio's own. The order of the bytes
-is the order of the writes.
+:class:`CoalescingWriter` sends the first write after a quiet spell (``IDLE_SECONDS``
+without a send) at once: an event of a quiet account waits for nothing. Under load it keeps
+what is written and hands it to the transport as one buffer once ``QUIET_TURNS`` loop turns
+pass without a new write, at most ``MAX_TURNS`` turns after the first or at ``MAX_KEPT``
+writes. ``close`` and ``write_eof`` write what is kept first; ``drain`` is flow control only,
+as asyncio's own. The order of the bytes is the order of the writes.
 :class:`CoalescingTransportFactory` opens the connection (plain or TLS, as aiormq's own
 factories do) with that writer; ``bridge.bus.amqp`` passes it to every connection it makes.
 """
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 READ_LIMIT = 2**16
 #: Loop turns a write waits at most for more writes to join it.
 MAX_TURNS = 8
+#: Seconds without a send after which a write goes out at once instead of waiting.
+IDLE_SECONDS = 0.001
+#: Turns in a row without a write that end the wait (aiormq's frames come a turn or two apart).
+QUIET_TURNS = 2
 #: Writes kept at most before they go out.
 MAX_KEPT = 256
 
@@ -58,19 +63,34 @@ class CoalescingWriter(asyncio.StreamWriter):
         self._kept: list[bytes] = []
         self._flush_soon = False
         self._turns = 0
-        # The loop's queue of callbacks ready to run (asyncio's own loop; others have none).
-        self._ready: Any = getattr(loop, "_ready", None)
+        #: ``writes`` when the last loop turn began: a turn that adds none ends the wait.
+        self._seen = 0
+        self._quiet = 0
+        self._last_send = float("-inf")
         #: Writes and transport writes so far (tests and benchmarks read their ratio).
         self.writes = 0
         self.sends = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes += 1
+        if (
+            not self._kept
+            and self._event_loop.time() - self._last_send >= IDLE_SECONDS
+            and not self.transport.is_closing()
+        ):
+            # The first write after a quiet spell goes out at once: nothing is queued behind
+            # it to share its send, and an event of a quiet account must not wait.
+            self._last_send = self._event_loop.time()
+            self.sends += 1
+            super().write(data)
+            return
         self._kept.append(bytes(data))
         if len(self._kept) >= MAX_KEPT:
             self.flush()
         elif not self._flush_soon:
             self._flush_soon = True
+            self._seen = self.writes
+            self._quiet = 0
             self._event_loop.call_soon(self._turn)
 
     def writelines(self, data: Any) -> None:
@@ -78,9 +98,15 @@ class CoalescingWriter(asyncio.StreamWriter):
             self.write(chunk)
 
     def _turn(self) -> None:
-        # More callbacks ready to run: they may write too (aiormq hands its channel lock from
-        # one publisher to the next a loop turn apart), so wait for them, a few turns at most.
-        if self._ready and self._turns < MAX_TURNS:
+        # Writes keep coming while publishers queue for aiormq's channel lock (handed from
+        # one to the next a loop turn apart, the writer task a turn later): wait while they
+        # do, a few turns at most; QUIET_TURNS turns without one end the wait.
+        if self.writes != self._seen:
+            self._seen = self.writes
+            self._quiet = 0
+        else:
+            self._quiet += 1
+        if self._quiet < QUIET_TURNS and self._turns < MAX_TURNS:
             self._turns += 1
             self._event_loop.call_soon(self._turn)
             return
@@ -98,6 +124,7 @@ class CoalescingWriter(asyncio.StreamWriter):
             # The connection is gone: aiormq's reader reports it; these bytes cannot go out.
             return
         self.sends += 1
+        self._last_send = self._event_loop.time()
         super().write(data)
 
     async def drain(self) -> None:

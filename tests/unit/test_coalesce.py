@@ -9,6 +9,7 @@ import pytest
 from aiormq.exceptions import AMQPConnectionError
 from yarl import URL
 
+from bridge.bus import coalesce
 from bridge.bus.coalesce import MAX_KEPT, MAX_TURNS, CoalescingTransportFactory, CoalescingWriter
 
 
@@ -61,94 +62,141 @@ async def _connect(sink: Sink) -> CoalescingWriter:
     return writer
 
 
-async def test_writes_of_one_turn_go_out_in_one_send_in_order(sink: Sink) -> None:
+@pytest.fixture
+def busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that is never idle long enough for a write to go out at once."""
+    monkeypatch.setattr(coalesce, "IDLE_SECONDS", 3600.0)
+
+
+async def _primed(sink: Sink) -> CoalescingWriter:
+    # The very first write finds the connection idle and goes out at once.
     w = await _connect(sink)
+    w.write(b"|")
+    assert w.sends == 1
+    await sink.received(1)
+    sink.data.clear()
+    return w
+
+
+async def test_a_write_after_a_quiet_spell_goes_out_at_once(
+    sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(coalesce, "IDLE_SECONDS", 0.05)
+    w = await _connect(sink)
+    w.write(b"first")
+    assert w.sends == 1  # at once, not at the next loop turn
+    w.write(b"second")
+    assert w.sends == 1  # right behind it: kept for the next send
+    await asyncio.sleep(0.1)
+    assert w.sends == 2
+    w.write(b"third")  # quiet for 0.1 s: at once again
+    assert w.sends == 3
+    assert await sink.received(16) == b"firstsecondthird"
+    w.close()
+
+
+async def test_writes_of_one_turn_go_out_in_one_send_in_order(sink: Sink, busy: None) -> None:
+    w = await _primed(sink)
     chunks = [f"frame-{i};".encode() for i in range(100)]
     for c in chunks:
         w.write(c)
-    assert w.sends == 0  # nothing yet: kept until the turn ends
+    assert w.sends == 1  # nothing more yet: kept until the turn ends
     assert await sink.received(len(b"".join(chunks))) == b"".join(chunks)
-    assert (w.writes, w.sends) == (100, 1)
+    assert (w.writes, w.sends) == (101, 2)
     w.close()
 
 
-async def test_a_lone_write_on_a_quiet_loop_goes_out_the_next_turn(sink: Sink) -> None:
-    w = await _connect(sink)
-    w.write(b"alone")
-    # A timer, not a ready callback: the loop has nothing else to run, so the write goes
-    # out at the next turn, before this wakes up.
-    await asyncio.sleep(0.0001)
-    assert w.sends == 1
-    assert await sink.received(5) == b"alone"
-    w.close()
-
-
-async def test_writes_a_few_turns_apart_join_while_other_callbacks_run(sink: Sink) -> None:
-    w = await _connect(sink)
+async def test_writes_a_turn_apart_join_and_quiet_turns_end_the_wait(
+    sink: Sink, busy: None
+) -> None:
+    w = await _primed(sink)
     loop = asyncio.get_running_loop()
 
     def write_later(i: int) -> None:
         w.write(b"%d;" % i)
         if i < 3:
-            # A callback ready in the next turn, as aiormq's channel lock hands over.
+            # The next write a turn later, as aiormq's channel lock hands over.
             loop.call_soon(write_later, i + 1)
 
     write_later(0)
     assert await sink.received(8) == b"0;1;2;3;"
-    assert w.sends == 1
+    assert w.sends == 2
 
-    # Busy for ever: the writes still go out, MAX_TURNS turns after the first at most.
-    busy = True
+    # A loop busy with other work but writing nothing: the wait ends after QUIET_TURNS turns.
+    busy_loop = True
 
     def spin() -> None:
-        if busy:
+        if busy_loop:
             loop.call_soon(spin)
 
     spin()
     w.write(b"x")
-    for _ in range(MAX_TURNS + 2):
+    for _ in range(coalesce.QUIET_TURNS + 2):
         await asyncio.sleep(0)
-    busy = False
-    assert w.sends == 2
+    busy_loop = False
+    assert w.sends == 3
     assert await sink.received(9) == b"0;1;2;3;x"
     w.close()
 
 
-async def test_many_writes_in_one_turn_go_out_every_max_kept(sink: Sink) -> None:
-    w = await _connect(sink)
-    for i in range(MAX_KEPT + 10):
-        w.write(b"%05d" % i)
-    assert w.sends == 1  # the first MAX_KEPT at once, without waiting for the turn
-    expected = b"".join(b"%05d" % i for i in range(MAX_KEPT + 10))
+async def test_a_write_every_turn_goes_out_every_max_turns(sink: Sink, busy: None) -> None:
+    w = await _primed(sink)
+    loop = asyncio.get_running_loop()
+    turns = 4 * MAX_TURNS
+
+    def write_every_turn(i: int) -> None:
+        w.write(b"%03d" % i)
+        if i + 1 < turns:
+            loop.call_soon(write_every_turn, i + 1)
+
+    write_every_turn(0)
+    expected = b"".join(b"%03d" % i for i in range(turns))
     assert await sink.received(len(expected)) == expected
-    assert w.sends == 2
+    # Never a quiet turn: MAX_TURNS bounds the wait (about one send per MAX_TURNS turns).
+    assert 3 <= w.sends - 1 <= 6, w.sends
     w.close()
 
 
-async def test_close_writes_what_is_kept_first(sink: Sink) -> None:
-    w = await _connect(sink)
+async def test_many_writes_in_one_turn_go_out_every_max_kept(sink: Sink, busy: None) -> None:
+    w = await _primed(sink)
+    for i in range(MAX_KEPT + 10):
+        w.write(b"%05d" % i)
+    assert w.sends == 2  # the first MAX_KEPT at once, without waiting for the turn
+    expected = b"".join(b"%05d" % i for i in range(MAX_KEPT + 10))
+    assert await sink.received(len(expected)) == expected
+    assert w.sends == 3
+    w.close()
+
+
+async def test_close_writes_what_is_kept_first(sink: Sink, busy: None) -> None:
+    w = await _primed(sink)
     w.write(b"last words")
+    assert w.sends == 1
     w.close()
     await w.wait_closed()
     assert await sink.received(10) == b"last words"
 
 
-async def test_kept_bytes_of_a_closed_transport_are_dropped_without_error(sink: Sink) -> None:
-    w = await _connect(sink)
+async def test_kept_bytes_of_a_closed_transport_are_dropped_without_error(
+    sink: Sink, busy: None
+) -> None:
+    w = await _primed(sink)
+    w.write(b"kept")
     w.transport.abort()
     w.write(b"too late")
-    await asyncio.sleep(0)
-    assert w.sends == 0
+    for _ in range(coalesce.QUIET_TURNS + 2):
+        await asyncio.sleep(0)
+    assert w.sends == 1
 
 
-async def test_drain_does_not_cost_a_send_of_its_own(sink: Sink) -> None:
-    w = await _connect(sink)
+async def test_drain_does_not_cost_a_send_of_its_own(sink: Sink, busy: None) -> None:
+    w = await _primed(sink)
     for i in range(5):
         w.write(b"ack%d;" % i)
         await w.drain()  # aio-pika waits for this after every ack
-    assert w.sends == 0
-    assert await sink.received(25) == b"ack0;ack1;ack2;ack3;ack4;"
     assert w.sends == 1
+    assert await sink.received(25) == b"ack0;ack1;ack2;ack3;ack4;"
+    assert w.sends == 2
     w.close()
 
 
