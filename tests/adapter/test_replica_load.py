@@ -284,3 +284,31 @@ async def test_loaded_gives_up_when_the_load_fails() -> None:
     assert not await r.loaded(5)
     assert loop.time() - began < 1
     await r.close()
+
+
+async def test_answers_are_kept_until_the_book_changes() -> None:
+    rpc = BookRpc(world())
+    r = replica_of(rpc)
+    await r.load()
+    built: list[int] = []
+
+    def friends() -> bytes:
+        built.append(1)
+        return encode(r.book.friends)
+
+    first = r.answer("get_friend_info", friends)
+    assert r.answer("get_friend_info", friends) is first
+    assert len(built) == 1
+    # A contact event changes the book: the answer is built anew and shows it.
+    change(rpc, r, ev.FriendPropertyChange(params=(friend(101, "renamed"), "name", "", "")))
+    again = r.answer("get_friend_info", friends)
+    assert len(built) == 2
+    assert b"renamed" in again and b"renamed" not in first
+    # Other answers are kept apart.
+    assert r.answer("get_user_info", lambda: encode(r.book.user)) == encode(USER)
+    assert r.answer("get_friend_info", friends) is again
+    # A new load (a login) changes it too.
+    rpc.book.apply(ev.NewFriend(params=(friend(555),)))
+    await r.load()
+    assert b"555" in r.answer("get_friend_info", friends)
+    assert len(built) == 3

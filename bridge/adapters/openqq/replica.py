@@ -160,6 +160,9 @@ class ContactReplica:
         self._progress_every = progress_every
         self.book = ContactBook()
         self.ready = asyncio.Event()
+        #: Counts the changes to the book (a load, an event applied): cached answers name it.
+        self.revision = 0
+        self._answers: dict[str, tuple[int, bytes]] = {}
         self._loading: asyncio.Task[None] | None = None
         #: Contact events received since the running load began (None: no load runs).
         self._held: _Held | None = None
@@ -279,6 +282,7 @@ class ContactReplica:
         # No await from here on: no event can come between the pages and the held events.
         self.book.load(*snap)
         held.apply_to(self.book)
+        self.revision += 1
         self.ready.set()
         members = sum(len(g.member) for g in snap[2])
         log.info(
@@ -293,6 +297,19 @@ class ContactReplica:
             progress.pages,
             len(held),
         )
+
+    def answer(self, key: str, build: Callable[[], bytes]) -> bytes:
+        """What ``build`` gives for the book as it is now: built once per change, then kept.
+
+        Reads of a whole list (get_friend_info, get_group_basic_info) are the adapter's most
+        frequent requests; between two contact events their bytes do not change.
+        """
+        kept = self._answers.get(key)
+        if kept is not None and kept[0] == self.revision:
+            return kept[1]
+        body = build()
+        self._answers[key] = (self.revision, body)
+        return body
 
     async def loaded(self, wait: float) -> bool:
         """Whether the replica is ready, waiting up to ``wait`` seconds for a load under way.
@@ -342,6 +359,7 @@ class ContactReplica:
             self.reload()
             return
         self.book.apply(event)
+        self.revision += 1
         held = self._held
         if held is not None:
             held.add(event)

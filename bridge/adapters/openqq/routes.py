@@ -151,7 +151,7 @@ def _split_members(raw: str) -> list[str]:
 
 async def _read(api: ApiContext, cmd: c.Command, local: Callable[[], object]) -> Answer:
     if api.replica.ready.is_set():
-        return Answer(dumps(local()))
+        return Answer(api.replica.answer(c.command_name(cmd), lambda: dumps(local())))
     return Answer(await api.call(cmd))
 
 
