@@ -69,3 +69,8 @@ async def events_queue(
     q = await ch.declare_queue(exclusive=True)
     await q.bind(ex, pattern)
     return q
+
+
+async def amqp_bus(url: str, name: str) -> AmqpBus:
+    """A bus on the real broker that retries its first connect for 5 s."""
+    return await AmqpBus.connect(url, name=name, retry_seconds=5)

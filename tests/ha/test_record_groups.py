@@ -5,30 +5,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import msgspec
 import pytest
 
-from bridge.bus.amqp import AmqpBus
 from bridge.bus.base import OutMessage
 from bridge.bus.record import StreamRecord
 from bridge.core.routing import Names
 from bridge.errors import PublishFailed
 from tests.conftest import ACCOUNT
+from tests.ha.common import amqp_bus
 
 pytestmark = pytest.mark.rabbitmq
 
 
-async def _bus(url: str, name: str) -> AmqpBus:
-    return await AmqpBus.connect(url, name=name, retry_seconds=5)
+@asynccontextmanager
+async def _writer_and_reader(
+    url: str, ns: str, tag: str
+) -> AsyncIterator[tuple[StreamRecord, Callable[[], Awaitable[StreamRecord]]]]:
+    """A loaded record on one connection, and a function that reads it anew on another."""
+    stream = Names(ns).record_stream(ACCOUNT)
+    a, b = await amqp_bus(url, f"{tag}-a"), await amqp_bus(url, f"{tag}-b")
+    try:
+        writer = StreamRecord(a, stream, hours=1)
+        await writer.load()
+
+        async def read() -> StreamRecord:
+            reader = StreamRecord(b, stream, hours=1)
+            await reader.load()
+            return reader
+
+        yield writer, read
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_concurrent_writes_share_messages_and_read_back_whole(rabbitmq, amqp_ns):
-    names = Names(amqp_ns)
-    a, b = await _bus(rabbitmq, "group-a"), await _bus(rabbitmq, "group-b")
-    try:
-        writer = StreamRecord(a, names.record_stream(ACCOUNT), hours=1)
-        await writer.load()
+    async with _writer_and_reader(rabbitmq, amqp_ns, "group") as (writer, read):
 
         async def command(i: int) -> None:
             await writer.started(f"m-{i}")
@@ -44,49 +60,37 @@ async def test_concurrent_writes_share_messages_and_read_back_whole(rabbitmq, am
             f"FIGURES record group commit: {entries} entries in {writer.messages_written} messages"
         )
 
-        reader = StreamRecord(b, names.record_stream(ACCOUNT), hours=1)
-        await reader.load()
+        reader = await read()
         for i in range(300):
             seen = reader.lookup(f"m-{i}")
             if i % 3:
                 assert (seen.state, seen.reply) == ("done", f'{{"code":0,"id":{i}}}'.encode())
             else:
                 assert seen.state == "started"
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_an_unreadable_group_is_skipped_and_the_rest_is_read(rabbitmq, amqp_ns, caplog):
-    names = Names(amqp_ns)
-    stream = names.record_stream(ACCOUNT)
-    a, b = await _bus(rabbitmq, "bad-a"), await _bus(rabbitmq, "bad-b")
-    try:
-        writer = StreamRecord(a, stream, hours=1)
-        await writer.load()
+    async with _writer_and_reader(rabbitmq, amqp_ns, "bad") as (writer, read):
         await writer.started("before")
         # Written by something else than a bridge: not msgpack, then entries of a wrong shape.
         for body in (b"\xc1 not msgpack", msgspec.msgpack.encode([["sent", "x", None]])):
-            await a.publish("", stream, OutMessage(body=body, type="batch"), mandatory=True)
+            message = OutMessage(body=body, type="batch")
+            await writer._bus.publish("", writer.stream, message, mandatory=True)
         await asyncio.gather(writer.started("after-1"), writer.started("after-2"))
         await writer.finish("after-1", b"{}")
 
-        reader = StreamRecord(b, stream, hours=1)
         with caplog.at_level(logging.WARNING, logger="bridge.bus.record"):
-            await reader.load()
+            reader = await read()
         skipped = [r for r in caplog.records if "unreadable batch entry skipped" in r.message]
         assert len(skipped) == 2
         assert reader.lookup("before").state == "started"
         assert reader.lookup("after-1").state == "done"
         assert reader.lookup("after-2").state == "started"
         assert reader.lookup("x").state == "new"
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_each_entry_of_a_group_fails_at_its_own_deadline(rabbitmq, amqp_ns):
-    bus = await _bus(rabbitmq, "missing")
+    bus = await amqp_bus(rabbitmq, "missing")
     # Never declared: every publish comes back unroutable, so nothing can be confirmed.
     record = StreamRecord(
         bus,
@@ -118,11 +122,7 @@ async def test_each_entry_of_a_group_fails_at_its_own_deadline(rabbitmq, amqp_ns
 
 
 async def test_a_write_cancelled_before_it_went_out_is_never_written(rabbitmq, amqp_ns):
-    names = Names(amqp_ns)
-    a, b = await _bus(rabbitmq, "cancel-a"), await _bus(rabbitmq, "cancel-b")
-    try:
-        writer = StreamRecord(a, names.record_stream(ACCOUNT), hours=1)
-        await writer.load()
+    async with _writer_and_reader(rabbitmq, amqp_ns, "cancel") as (writer, read):
         # Fill both writes in flight; the third waits for a slot and is cancelled there.
         first = [asyncio.ensure_future(writer.started(f"busy-{i}")) for i in range(2)]
         await asyncio.sleep(0)
@@ -134,11 +134,7 @@ async def test_a_write_cancelled_before_it_went_out_is_never_written(rabbitmq, a
             await waiting
         await writer.started("later")
 
-        reader = StreamRecord(b, names.record_stream(ACCOUNT), hours=1)
-        await reader.load()
+        reader = await read()
         assert reader.lookup("withdrawn").state == "new"
         assert reader.lookup("busy-0").state == "started"
         assert reader.lookup("later").state == "started"
-    finally:
-        await a.close()
-        await b.close()

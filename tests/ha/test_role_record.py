@@ -20,14 +20,11 @@ from bridge.core.routing import Names
 from bridge.service import Bridge
 from bridge.upstream.sim.account import SimulatedAccount
 from tests.conftest import ACCOUNT
+from tests.ha.common import amqp_bus as _bus
 from tests.ha.common import events_queue, ha_bridge, inject_message
 from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
-
-
-async def _bus(url: str, name: str) -> AmqpBus:
-    return await AmqpBus.connect(url, name=name, retry_seconds=5)
 
 
 async def test_the_stream_record_is_shared_and_read_to_its_end(rabbitmq, amqp_ns):
