@@ -284,6 +284,7 @@ async def _connect(settings: Settings, role: str) -> Bus:
         settings.amqp_url,
         name=f"openqq-bridge {role} {settings.namespace}/{settings.account}",
         retry_seconds=settings.connect_retry_seconds,
+        max_message_bytes=int(settings.max_message_mb * 2**20),
     )
 
 
@@ -534,9 +535,10 @@ async def _serve_bridge(settings: Settings, *, with_adapter: bool) -> int:
             await adapter.stop()
         if observed is not None:
             await observed.cleanup()
+        if record is not None:
+            # Before the bus: its writes still on their way need the connection.
+            await record.close()
         if bus is not None:
             await bus.close()
-        if record is not None:
-            await record.close()
         files.release()
     return 0

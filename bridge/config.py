@@ -81,6 +81,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             description="how long to retry the first broker connection before exiting",
         ),
     ] = 30.0
+    max_message_mb: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=512,
+            description=(
+                "the broker's max_message_size in MiB (RabbitMQ 4: 16, 3.8-3.13: 128); a read"
+                " whose answer is larger is refused with -5 instead of sent"
+            ),
+        ),
+    ] = 16.0
     event_buffer: Annotated[
         int,
         Meta(

@@ -206,9 +206,9 @@ class _AmqpSubscription:
 CONFIRM_TIMEOUT = 60.0
 
 
-#: RabbitMQ's ``max_message_size`` default in 3.8 to 3.13 (4.0 lowered it to 16 MiB). A reply
-#: over it is refused by the broker, which closes the publishing channel.
-MAX_MESSAGE_BYTES = 128 * 2**20
+#: RabbitMQ 4's ``max_message_size`` default (3.8 to 3.13 had 128 MiB): the broker refuses a
+#: bigger message and closes the publishing channel. Setting ``max_message_mb``.
+MAX_MESSAGE_BYTES = 16 * 2**20
 
 
 class AmqpBus:
@@ -231,7 +231,12 @@ class AmqpBus:
 
     @classmethod
     async def connect(
-        cls, url: str | Sequence[str], *, name: str, retry_seconds: float = 30.0
+        cls,
+        url: str | Sequence[str],
+        *,
+        name: str,
+        retry_seconds: float = 30.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> AmqpBus:
         """Connect, retrying with backoff for ``retry_seconds``; BrokerUnavailable after.
 
@@ -328,6 +333,7 @@ class AmqpBus:
         conn.close_callbacks.add(lost)
         conn.reconnect_callbacks.add(restored)
         bus = cls(conn)
+        bus.max_message_bytes = max_message_bytes
         bus._on_lost = lost
         bus._pub = await conn.channel(publisher_confirms=True, on_return_raises=True)
         bus._decl = await conn.channel()

@@ -109,6 +109,7 @@ class StreamRecord:
         self._in_flight = 0
         self._flush_soon = False
         self._writers: set[asyncio.Task[None]] = set()
+        self._closed = False
         #: Group messages written, and entries in them (the benchmark reports the ratio).
         self.messages_written = 0
         self.entries_written = 0
@@ -200,19 +201,38 @@ class StreamRecord:
     async def _write(
         self, kind: Kind, message_id: str, reply: bytes | None, seconds: float
     ) -> None:
-        """Queue one entry for the next group message; return once that one is confirmed."""
+        """Queue one entry for the next group message; return once that one is confirmed.
+
+        PublishFailed when it is not confirmed within ``seconds``: still waiting for its turn
+        then (the writes ahead of it wait for the broker), it is withdrawn and never written.
+        """
+        if self._closed:
+            raise PublishFailed(f"command record {self.stream}: closed")
         entry = _Entry(kind, message_id, reply, asyncio.get_running_loop().time() + seconds)
         self._waiting.append(entry)
         self._schedule()
         try:
+            finished, _ = await asyncio.wait({entry.done}, timeout=seconds)
+            if not finished and entry in self._waiting:
+                self._waiting.remove(entry)
+                text = (
+                    f"command record {self.stream}: {kind} of {message_id} not written within"
+                    f" {seconds:g}s: the writes ahead of it are still waiting for the broker"
+                )
+                raise PublishFailed(text)
+            # On its way: its writer ends it by its deadline (or the publish's own timeout).
             await entry.done
         except asyncio.CancelledError:
-            # Not sent yet: never written. Already sent: it may be, as with any publish.
+            # Not sent yet: never written (a group that holds it leaves it out). Already sent:
+            # it may be, as with any publish.
             if entry in self._waiting:
                 self._waiting.remove(entry)
+            entry.done.cancel()
             raise
 
     def _schedule(self) -> None:
+        if self._closed:
+            return
         if self._in_flight == 0:
             # Nothing on its way: waiting would only add a loop turn to this entry.
             self._flush()
@@ -254,6 +274,13 @@ class StreamRecord:
                     reason = "returned unroutable (the stream is missing)"
                 except PublishFailed as exc:
                     routed, reason = False, str(exc)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is None or task.cancelling():
+                        raise
+                    # Not this task's cancellation: aiormq cancels the confirms it still
+                    # waits for when its connection dies. Try again, as for a lost publish.
+                    routed, reason = False, "its confirm was cancelled (the connection was lost)"
                 if routed:
                     for e in group:
                         if not e.done.done():
@@ -278,7 +305,12 @@ class StreamRecord:
             raise
 
     async def close(self, grace: float = 10.0) -> None:
-        """Let the group messages on their way be confirmed (bounded), then stop them."""
+        """Write nothing more; let the group messages on their way be confirmed (bounded)."""
+        self._closed = True
+        for e in self._waiting:
+            if not e.done.done():
+                e.done.set_exception(PublishFailed(f"command record {self.stream}: closed"))
+        self._waiting.clear()
         if self._writers:
             _, pending = await asyncio.wait(list(self._writers), timeout=grace)
             for task in pending:

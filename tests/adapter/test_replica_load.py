@@ -312,3 +312,25 @@ async def test_answers_are_kept_until_the_book_changes() -> None:
     await r.load()
     assert b"555" in r.answer("get_friend_info", friends)
     assert len(built) == 3
+
+
+async def test_loaded_follows_a_load_that_replaced_the_one_it_waited_for() -> None:
+    rpc = BookRpc(world())
+    answer = rpc.call
+    gate = asyncio.Event()
+
+    async def held(account: str, cmd: c.Command, *, timeout: float) -> bytes:
+        await gate.wait()
+        return await answer(account, cmd, timeout=timeout)
+
+    rpc.call = held  # type: ignore[method-assign]
+    r = replica_of(rpc)
+    r.reload()
+    waiting = asyncio.ensure_future(r.loaded(5))
+    await asyncio.sleep(0.01)
+    r.reload()  # a login: the first load is cancelled, a new one starts
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    gate.set()
+    assert await waiting
+    await r.close()

@@ -43,6 +43,11 @@ async def _writer_and_reader(
         await b.close()
 
 
+def _unroutable(bus, ns: str, **timeouts: float) -> StreamRecord:
+    # Never declared: every publish comes back unroutable, so nothing can be confirmed.
+    return StreamRecord(bus, Names(ns).record_stream(ACCOUNT), hours=1, **timeouts)
+
+
 async def test_concurrent_writes_share_messages_and_read_back_whole(rabbitmq, amqp_ns):
     async with _writer_and_reader(rabbitmq, amqp_ns, "group") as (writer, read):
 
@@ -91,14 +96,7 @@ async def test_an_unreadable_group_is_skipped_and_the_rest_is_read(rabbitmq, amq
 
 async def test_each_entry_of_a_group_fails_at_its_own_deadline(rabbitmq, amqp_ns):
     bus = await amqp_bus(rabbitmq, "missing")
-    # Never declared: every publish comes back unroutable, so nothing can be confirmed.
-    record = StreamRecord(
-        bus,
-        Names(amqp_ns).record_stream(ACCOUNT),
-        hours=1,
-        write_timeout=0.3,
-        finish_timeout=1.2,
-    )
+    record = _unroutable(bus, amqp_ns, write_timeout=0.3, finish_timeout=1.2)
     try:
         t0 = time.monotonic()
 
@@ -138,3 +136,40 @@ async def test_a_write_cancelled_before_it_went_out_is_never_written(rabbitmq, a
         assert reader.lookup("withdrawn").state == "new"
         assert reader.lookup("busy-0").state == "started"
         assert reader.lookup("later").state == "started"
+
+
+async def test_an_entry_waiting_behind_stuck_writes_fails_at_its_own_deadline(rabbitmq, amqp_ns):
+    bus = await amqp_bus(rabbitmq, "stuck")
+    record = _unroutable(bus, amqp_ns, write_timeout=0.3, finish_timeout=3.0)
+    try:
+        # Two group messages retrying for 3 s fill both writes in flight.
+        ahead = [asyncio.ensure_future(record.finish(f"d-{i}", b"{}")) for i in range(2)]
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        with pytest.raises(PublishFailed, match=r"not written within 0\.3s"):
+            await record.started("s")
+        assert time.monotonic() - t0 < 1.0
+        for write in ahead:
+            with pytest.raises(PublishFailed):
+                await write
+        assert record.lookup("s").state == "new"
+    finally:
+        await bus.close()
+
+
+async def test_close_fails_what_waits_and_starts_nothing_more(rabbitmq, amqp_ns):
+    bus = await amqp_bus(rabbitmq, "closing")
+    record = _unroutable(bus, amqp_ns, write_timeout=30.0, finish_timeout=30.0)
+    try:
+        writes = [asyncio.ensure_future(record.started(f"s-{i}")) for i in range(3)]
+        await asyncio.sleep(0.05)  # two in flight (retrying), one waiting its turn
+        await record.close(grace=0.1)
+        for write in writes:
+            with pytest.raises(PublishFailed, match="closed"):
+                await write
+        assert not record._writers
+        with pytest.raises(PublishFailed, match="closed"):
+            await record.started("after")
+        assert record.messages_written == 0
+    finally:
+        await bus.close()

@@ -317,17 +317,19 @@ class ContactReplica:
         An answer too big for one message (a whole ``get_group_info`` of a large account)
         can only come from the replica: right after a start it is worth waiting for.
         """
-        if self.ready.is_set():
-            return True
-        loading = self._loading
-        if loading is None or loading.done():
-            return False
-        ready = asyncio.get_running_loop().create_task(self.ready.wait())
-        try:
-            await asyncio.wait({ready, loading}, timeout=wait, return_when="FIRST_COMPLETED")
-        finally:
-            ready.cancel()
-        return self.ready.is_set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        # A login while it waits replaces the load (reload() cancels it): follow the new one.
+        while not self.ready.is_set():
+            loading, left = self._loading, deadline - loop.time()
+            if loading is None or loading.done() or left <= 0:
+                return False
+            ready = loop.create_task(self.ready.wait())
+            try:
+                await asyncio.wait({ready, loading}, timeout=left, return_when="FIRST_COMPLETED")
+            finally:
+                ready.cancel()
+        return True
 
     def reload(self) -> None:
         """Start a (re)load in the background, replacing one already running."""
