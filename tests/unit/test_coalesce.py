@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiormq.exceptions import AMQPConnectionError
@@ -207,3 +210,50 @@ async def test_an_unreachable_broker_raises_what_aiormq_raises() -> None:
     await server.wait_closed()
     with pytest.raises(AMQPConnectionError):
         await CoalescingTransportFactory().create(URL(f"amqp://127.0.0.1:{port}/"))
+
+
+class _Provider:
+    """aiormq's SSLContextProvider as the factory sees it: get_context()."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+
+    async def get_context(self) -> ssl.SSLContext:
+        return self.context
+
+
+@pytest.fixture
+def tls_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl, part of Debian's base)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_amqps_goes_through_tls_with_the_context_aiormq_provides(
+    tls_cert: tuple[Path, Path],
+) -> None:
+    cert, key = tls_cert
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    sink = Sink()
+    server = await asyncio.start_server(sink.on_client, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    async with server:
+        _, w = await CoalescingTransportFactory().create(
+            URL(f"amqps://127.0.0.1:{port}/"), ssl_context_provider=_Provider(client_ctx)
+        )
+        assert w.get_extra_info("ssl_object") is not None
+        for i in range(20):
+            w.write(b"%02d" % i)
+        assert await sink.received(40) == b"".join(b"%02d" % i for i in range(20))
+        w.close()
+        await w.wait_closed()
+        for peer in sink.peers:
+            peer.close()
