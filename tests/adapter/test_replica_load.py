@@ -247,8 +247,8 @@ def test_page_answers_decode_only_as_their_kind():
         msgspec.json.decode(body, type=c.GroupPage)
 
 
-async def test_loaded_waits_for_a_load_under_way_and_no_longer() -> None:
-    rpc = BookRpc(world())
+def held_until(rpc: BookRpc) -> asyncio.Event:
+    """Hold every answer of ``rpc`` until the returned event is set (a slow bridge)."""
     answer = rpc.call
     gate = asyncio.Event()
 
@@ -257,6 +257,12 @@ async def test_loaded_waits_for_a_load_under_way_and_no_longer() -> None:
         return await answer(account, cmd, timeout=timeout)
 
     rpc.call = held  # type: ignore[method-assign]
+    return gate
+
+
+async def test_loaded_waits_for_a_load_under_way_and_no_longer() -> None:
+    rpc = BookRpc(world())
+    gate = held_until(rpc)
     r = replica_of(rpc)
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -316,14 +322,7 @@ async def test_answers_are_kept_until_the_book_changes() -> None:
 
 async def test_loaded_follows_a_load_that_replaced_the_one_it_waited_for() -> None:
     rpc = BookRpc(world())
-    answer = rpc.call
-    gate = asyncio.Event()
-
-    async def held(account: str, cmd: c.Command, *, timeout: float) -> bytes:
-        await gate.wait()
-        return await answer(account, cmd, timeout=timeout)
-
-    rpc.call = held  # type: ignore[method-assign]
+    gate = held_until(rpc)
     r = replica_of(rpc)
     r.reload()
     waiting = asyncio.ensure_future(r.loaded(5))
