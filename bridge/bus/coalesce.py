@@ -20,7 +20,6 @@ factories do) with that writer; ``bridge.bus.amqp`` passes it to every connectio
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from aiormq.exceptions import AMQPConnectionError
@@ -33,8 +32,6 @@ except ImportError:  # aiormq before 7.2 (aio-pika 9) has no pluggable transport
 
 #: Whether this aiormq takes a transport factory (``bridge.bus.amqp`` passes one only then).
 SUPPORTED = TransportFactory is not object
-
-log = logging.getLogger(__name__)
 
 #: asyncio's own default buffer limit of a stream reader (what open_connection uses).
 READ_LIMIT = 2**16
@@ -73,14 +70,13 @@ class CoalescingWriter(asyncio.StreamWriter):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes += 1
-        if (
-            not self._kept
-            and self._event_loop.time() - self._last_send >= IDLE_SECONDS
-            and not self.transport.is_closing()
-        ):
+        now = self._event_loop.time()
+        if not self._kept and now - self._last_send >= IDLE_SECONDS:
+            if self.transport.is_closing():
+                return  # gone: aiormq's reader reports it; nothing can go out
             # The first write after a quiet spell goes out at once: nothing is queued behind
             # it to share its send, and an event of a quiet account must not wait.
-            self._last_send = self._event_loop.time()
+            self._last_send = now
             self.sends += 1
             super().write(data)
             return
